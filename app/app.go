@@ -1,0 +1,20 @@
+// Package app composes Axon's standard plugin set and runs the axon
+// command. It is the only package that lists the standard plugins.
+package app
+
+import (
+	"go.uber.org/fx"
+
+	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	static "github.com/axonrpc/axon/plugins/registry-static"
+	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+)
+
+// Plugins is the standard plugin set.
+var Plugins = fx.Options(
+	tcp.Module,
+	native.Module,
+	protocodec.Module,
+	static.Module,
+)

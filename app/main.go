@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/fx"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+const usage = `usage:
+  axon serve --config FILE                 serve the configured services until SIGINT or SIGTERM
+  axon call  --config FILE [--target T] [--timeout D] METHOD JSON
+                                           call METHOD (pkg.Service/Method) with a JSON request
+
+Environment variables AXON_<KEY>__<SUBKEY>=value override the config file.
+`
+
+// Main runs the axon command with args (without the program name) and the
+// service modules to serve, and returns the process exit code: 0 on
+// success, 1 when a call or the server fails, 2 for a usage error.
+func Main(args []string, stdout, stderr io.Writer, services ...fx.Option) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr, services)
+	case "call":
+		return call(args[1:], stdout, stderr, services)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "axon: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func newLogger(w io.Writer, cfg kernel.LogConfig) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer, services []fx.Option) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil || *path == "" {
+		fmt.Fprint(stderr, "axon serve: --config FILE is required\n")
+		return 2
+	}
+	cfg, err := kernel.LoadConfig(*path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "axon serve: %v\n", err)
+		return 1
+	}
+	log := newLogger(stderr, cfg.Log)
+	var rt *kernel.Runtime
+	app := fx.New(
+		Plugins, kernel.Module, fx.Options(services...),
+		fx.Supply(log),
+		fx.NopLogger,
+		fx.Populate(&rt),
+	)
+	if err := app.Err(); err != nil {
+		fmt.Fprintf(stderr, "axon serve: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = rt.Apply(ctx, cfg)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "axon serve: %v\n", err)
+		return 1
+	}
+	for _, ep := range rt.Endpoints() {
+		log.Info("listening", "endpoint", ep.Address)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			reload(rt, *path, log)
+			continue
+		}
+		log.Info("draining", "signal", sig.String(), "timeout", rt.Config().Server.DrainTimeout)
+		break
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), rt.Config().Server.DrainTimeout)
+	defer cancel()
+	if err := rt.Shutdown(ctx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// reload applies the config file again; a bad file is logged and the
+// running generation keeps serving.
+func reload(rt *kernel.Runtime, path string, log *slog.Logger) {
+	cfg, err := kernel.LoadConfig(path, os.Environ())
+	if err == nil {
+		err = rt.Apply(context.Background(), cfg)
+	}
+	if err != nil {
+		log.Error("reload rejected; the running configuration keeps serving", "err", err)
+		return
+	}
+	log.Info("reloaded", "generation", rt.Generation())
+}
+
+func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
+	fs := flag.NewFlagSet("call", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	target := fs.String("target", "", "service name or endpoint address (default: the config's service)")
+	timeout := fs.Duration("timeout", 10*time.Second, "call deadline")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" || fs.NArg() != 2 {
+		fmt.Fprint(stderr, "axon call: want --config FILE METHOD JSON\n")
+		return 2
+	}
+	method, body := fs.Arg(0), fs.Arg(1)
+	cfg, err := kernel.LoadConfig(*path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "axon call: %v\n", err)
+		return 1
+	}
+	if *target == "" {
+		*target = cfg.Service
+	}
+	log := newLogger(stderr, kernel.LogConfig{Level: "warn"})
+	var cat *kernel.Catalog
+	var table *kernel.ServiceTable
+	app := fx.New(Plugins, kernel.Module, fx.Options(services...), fx.Supply(log), fx.NopLogger, fx.Populate(&cat, &table))
+	if err := app.Err(); err != nil {
+		fmt.Fprintf(stderr, "axon call: %v\n", err)
+		return 1
+	}
+	m := table.Lookup(method)
+	if m == nil {
+		fmt.Fprintf(stderr, "axon call: unknown method %q (known: %s)\n", method, strings.Join(methodNames(table), ", "))
+		return 2
+	}
+	req, ok1 := m.NewRequest().(proto.Message)
+	resp, ok2 := m.NewResponse().(proto.Message)
+	if !ok1 || !ok2 {
+		fmt.Fprintf(stderr, "axon call: %s does not use protobuf messages\n", m.FullName)
+		return 2
+	}
+	if err := protojson.Unmarshal([]byte(body), req); err != nil {
+		fmt.Fprintf(stderr, "axon call: request JSON for %s: %v\n", m.FullName, err)
+		return 2
+	}
+	client, err := kernel.BuildClient(cat, cfg, *target, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "axon call: %v\n", err)
+		return 1
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := client.Invoke(ctx, m.FullName, req, resp); err != nil {
+		se := status.FromError(err)
+		fmt.Fprintf(stderr, "ERROR:\n  Code: %s\n  Message: %s\n", se.Code(), se.Message())
+		return 1
+	}
+	out, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
+	if err != nil {
+		fmt.Fprintf(stderr, "axon call: %v\n", errors.Unwrap(err))
+		return 1
+	}
+	fmt.Fprintln(stdout, string(out))
+	return 0
+}
+
+func methodNames(t *kernel.ServiceTable) []string {
+	var names []string
+	for _, s := range t.Services() {
+		for _, m := range s.Methods {
+			names = append(names, strings.TrimPrefix(m.FullName, "/"))
+		}
+	}
+	return names
+}

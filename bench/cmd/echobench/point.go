@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/axonrpc/axon/bench/impl"
+	"github.com/axonrpc/axon/bench/internal/hist"
+)
+
+// pointResult is one measured (impl, callers, run) point.
+type pointResult struct {
+	Impl    string
+	Callers int
+	Calls   uint64        // calls completed in the measured window
+	Elapsed time.Duration // length of the measured window
+	QPS     float64
+	P50     time.Duration
+	P99     time.Duration
+	P999    time.Duration
+	Mean    time.Duration
+	Max     time.Duration
+	Errors  uint64 // failed calls (before the point was aborted)
+	Err     string // why the point failed; empty if it succeeded
+}
+
+func (r pointResult) ok() bool { return r.Err == "" }
+
+const (
+	phaseWarmup int32 = iota
+	phaseMeasure
+	phaseStop
+)
+
+// Time limits around the load itself, so that every point is bounded.
+const (
+	startTimeout = 15 * time.Second // child start-up until its address line
+	drainTimeout = 5 * time.Second  // in-flight calls finishing after the window
+	budgetSlack  = 30 * time.Second // dial and the above, on top of warmup+duration
+)
+
+// serverProc is a server child process.
+type serverProc struct {
+	cmd   *exec.Cmd
+	stdin *os.File // closing it tells the child to exit
+	once  sync.Once
+}
+
+// startServer re-executes this binary as `-serve NAME -addr 127.0.0.1:0` and
+// returns once the child printed its listen address.
+func startServer(ctx context.Context, exe, name string) (*serverProc, string, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, "", err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, "", err
+	}
+	defer outR.Close()
+	cmd := exec.Command(exe, "-serve", name, "-addr", "127.0.0.1:0")
+	cmd.Stdin = inR
+	cmd.Stdout = outW
+	cmd.Stderr = os.Stderr
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		return nil, "", err
+	}
+	p := &serverProc{cmd: cmd, stdin: inW}
+
+	line := make(chan string, 1)
+	go func() {
+		// Returns at the first line, or at EOF when the child exits
+		// or when outR is closed below.
+		s, _ := bufio.NewReader(outR).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case addr := <-line:
+		if addr == "" {
+			p.stop()
+			return nil, "", fmt.Errorf("server %s exited without printing its address", name)
+		}
+		return p, addr, nil
+	case <-timer.C:
+		err = fmt.Errorf("server %s did not start within %v", name, startTimeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	p.stop()
+	return nil, "", err
+}
+
+// stop kills the child and reaps it. Safe to call more than once.
+func (p *serverProc) stop() {
+	p.once.Do(func() {
+		p.stdin.Close()
+		p.cmd.Process.Kill() //nolint:errcheck // may have exited already
+		p.cmd.Wait()         //nolint:errcheck // killed on purpose
+	})
+}
+
+// worker is the state owned by one caller goroutine; nothing in it is
+// shared while the load runs.
+type worker struct {
+	h    hist.Hist
+	errs uint64
+	err  error
+}
+
+// runPoint measures one impl at one caller count, with the server in a
+// child process that is killed before runPoint returns, whatever happens.
+func runPoint(exe string, im impl.Impl, callers int, cfg config, payload []byte) (res pointResult) {
+	res.Impl, res.Callers = im.Name(), callers
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.warmup+cfg.duration+budgetSlack)
+	defer cancel()
+
+	srv, addr, err := startServer(ctx, exe, im.Name())
+	if err != nil {
+		res.Err = "start server: " + err.Error()
+		return res
+	}
+	defer srv.stop()
+
+	cl, err := im.Dial(addr, callers)
+	if err != nil {
+		res.Err = "dial: " + err.Error()
+		return res
+	}
+	closeClient := sync.OnceFunc(func() { cl.Close() })
+	defer closeClient()
+
+	var (
+		phase     atomic.Int32
+		wg        sync.WaitGroup
+		abortOnce sync.Once
+		aborted   = make(chan struct{})
+		workers   = make([]*worker, callers)
+	)
+	loadCtx, loadCancel := context.WithCancel(ctx)
+	defer loadCancel()
+	for i := range workers {
+		w := new(worker)
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for phase.Load() != phaseStop {
+				t0 := time.Now()
+				err := cl.Call(loadCtx, payload)
+				d := time.Since(t0)
+				if err != nil {
+					if phase.Load() != phaseStop && loadCtx.Err() == nil {
+						w.errs++
+						w.err = err
+						abortOnce.Do(func() { close(aborted) })
+					}
+					return
+				}
+				if phase.Load() == phaseMeasure {
+					w.h.Record(d)
+				}
+			}
+		}()
+	}
+
+	// Warm up, then measure; a failed call or the time budget ends either.
+	timer := time.NewTimer(cfg.warmup)
+	defer timer.Stop()
+	stopped := false
+	wait := func() {
+		select {
+		case <-timer.C:
+		case <-aborted:
+			stopped = true
+		case <-ctx.Done():
+			stopped = true
+		}
+	}
+	wait()
+	phase.Store(phaseMeasure)
+	start := time.Now()
+	if !stopped {
+		timer.Reset(cfg.duration)
+		wait()
+	}
+	phase.Store(phaseStop)
+	res.Elapsed = time.Since(start)
+	if stopped {
+		loadCancel() // fail the calls in flight rather than wait for them
+	}
+
+	// Let calls in flight finish; if they hang, break the connections and
+	// kill the server to unblock them.
+	if !waitFor(&wg, drainTimeout) {
+		loadCancel()
+		closeClient()
+		srv.stop()
+		if !waitFor(&wg, drainTimeout) {
+			res.Err = fmt.Sprintf("callers still blocked %v after the point ended", 2*drainTimeout)
+			return res
+		}
+	}
+
+	var h hist.Hist
+	for _, w := range workers {
+		h.Merge(&w.h)
+		res.Errors += w.errs
+		if w.err != nil && res.Err == "" {
+			res.Err = w.err.Error()
+		}
+	}
+	if res.Err == "" && ctx.Err() != nil {
+		res.Err = "point exceeded its time budget"
+	}
+	if res.Err == "" && h.Count() == 0 {
+		res.Err = "no call completed in the measured window"
+	}
+	res.Calls = h.Count()
+	if res.Elapsed > 0 {
+		res.QPS = float64(res.Calls) / res.Elapsed.Seconds()
+	}
+	res.P50 = h.Quantile(0.50)
+	res.P99 = h.Quantile(0.99)
+	res.P999 = h.Quantile(0.999)
+	res.Mean = h.Mean()
+	res.Max = h.Max()
+	return res
+}
+
+// waitFor waits for wg up to d and reports whether it finished.
+func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+var errUsage = errors.New("usage")

@@ -1,0 +1,318 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// ClientCall is one outgoing unary call as a Session sees it. The client
+// owns it; a Session must not retain it after Invoke returns.
+type ClientCall struct {
+	// Method is the full name "/pkg.Service/Method".
+	Method string
+	// Codec encodes the request and decodes the response.
+	Codec Codec
+	// Metadata is sent with the request; it may be nil.
+	Metadata metadata.MD
+	// Header and Trailer, when not nil, receive the response metadata.
+	Header, Trailer *metadata.MD
+}
+
+// CallOption changes one call.
+type CallOption func(*ClientCall)
+
+// Header stores the response header metadata of the call in md.
+func Header(md *metadata.MD) CallOption { return func(c *ClientCall) { c.Header = md } }
+
+// Trailer stores the trailer metadata of the call in md.
+func Trailer(md *metadata.MD) CallOption { return func(c *ClientCall) { c.Trailer = md } }
+
+// ClientOptions configure a Client. Target, Protocol, Codec and a transport
+// for each scheme the target resolves to are required.
+type ClientOptions struct {
+	// Target is a service name resolved by Resolver, or an endpoint address
+	// such as "tcp://127.0.0.1:7443" when Resolver is nil.
+	Target string
+	// Resolver finds the target's endpoints; nil means Target is an address.
+	Resolver Resolver
+	// Transports dial endpoints by scheme ("tcp", "unix", "quic").
+	Transports map[string]Transport
+	// Protocol is the wire protocol the client speaks.
+	Protocol Protocol
+	// Codec encodes messages (the content subtype of every call).
+	Codec Codec
+	// ConnsPerEndpoint is how many multiplexed connections the client opens
+	// to each endpoint; calls are spread over them. Default 2.
+	ConnsPerEndpoint int
+	// DialTimeout bounds one dial; the call's deadline bounds it too.
+	// Default 5s.
+	DialTimeout time.Duration
+	// Timeout is the deadline given to calls whose context has none; zero
+	// means none.
+	Timeout time.Duration
+	// Interceptors wrap every call, outermost first.
+	Interceptors []UnaryClientInterceptor
+	// Limits bound what a server can make the client allocate.
+	Limits Limits
+	// Logger receives connection events; nil discards them.
+	Logger *slog.Logger
+}
+
+// maxRefusedRetries bounds how often one call is sent again after servers
+// refused it without running it.
+const maxRefusedRetries = 4
+
+// Client sends calls to one target over a few shared, multiplexed
+// connections per endpoint. It is safe for concurrent use; Close releases
+// its connections.
+type Client struct {
+	o      ClientOptions
+	invoke UnaryInvoker
+	pool   sync.Pool // *ClientCall
+
+	mu       sync.Mutex
+	eps      []*endpointConns
+	resolved time.Time
+	closed   bool
+	next     atomic.Uint64
+}
+
+type endpointConns struct {
+	addr      string
+	transport Transport
+	address   string
+	slots     []connSlot
+}
+
+type connSlot struct {
+	mu   sync.Mutex // serialises dials
+	sess atomic.Pointer[sessionBox]
+}
+
+type sessionBox struct{ s Session }
+
+// NewClient returns a client for o.Target. It dials lazily, on the first
+// call to each endpoint.
+func NewClient(o ClientOptions) (*Client, error) {
+	if o.Target == "" {
+		return nil, errors.New("kernel: client: no target")
+	}
+	if o.Protocol == nil || o.Codec == nil {
+		return nil, errors.New("kernel: client: protocol and codec are required")
+	}
+	if o.ConnsPerEndpoint <= 0 {
+		o.ConnsPerEndpoint = 2
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Limits = o.Limits.WithDefaults()
+	c := &Client{o: o}
+	c.pool.New = func() any { return new(ClientCall) }
+	c.invoke = chainClient(o.Interceptors, c.send)
+	return c, nil
+}
+
+// Invoke calls method ("/pkg.Service/Method") with req and decodes the
+// response into resp. It returns nil or a *status.Error, and never blocks
+// past ctx's deadline.
+func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error {
+	if c.o.Timeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.o.Timeout)
+			defer cancel()
+		}
+	}
+	if len(opts) == 0 {
+		return c.invoke(ctx, method, req, resp)
+	}
+	return c.invoke(withCallOptions(ctx, opts), method, req, resp)
+}
+
+type optsKey struct{}
+
+func withCallOptions(ctx context.Context, opts []CallOption) context.Context {
+	return context.WithValue(ctx, optsKey{}, opts)
+}
+
+// send is the innermost invoker: pick a connection, send, and resend a call
+// that a server refused before running it.
+func (c *Client) send(ctx context.Context, method string, req, resp any) error {
+	call := c.pool.Get().(*ClientCall)
+	*call = ClientCall{Method: method, Codec: c.o.Codec, Metadata: metadata.FromOutgoingContext(ctx)}
+	if opts, ok := ctx.Value(optsKey{}).([]CallOption); ok {
+		for _, o := range opts {
+			o(call)
+		}
+	}
+	defer func() { *call = ClientCall{}; c.pool.Put(call) }()
+
+	var err error
+	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
+		var s Session
+		s, err = c.session(ctx)
+		if err != nil {
+			return err
+		}
+		err = s.Invoke(ctx, call, req, resp)
+		if err == nil || !status.IsRefused(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// session returns an accepting session, dialing one if needed.
+func (c *Client) session(ctx context.Context) (Session, error) {
+	eps, err := c.endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n := c.next.Add(1)
+	var lastErr error
+	// Try each endpoint once, starting at the round-robin position.
+	for i := range eps {
+		ep := eps[(int(n)+i)%len(eps)]
+		slot := &ep.slots[int(n/uint64(len(eps)))%len(ep.slots)]
+		if b := slot.sess.Load(); b != nil && b.s.Accepting() {
+			return b.s, nil
+		}
+		s, err := c.dial(ctx, ep, slot)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, status.FromError(ctx.Err())
+	}
+	return nil, lastErr
+}
+
+func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (Session, error) {
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	if b := slot.sess.Load(); b != nil && b.s.Accepting() {
+		return b.s, nil
+	}
+	if b := slot.sess.Load(); b != nil {
+		// Closes itself when its last call ends; Close here only if idle.
+		if b.s.InFlight() == 0 {
+			b.s.Close()
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+	conn, err := ep.transport.Dial(dctx, ep.address)
+	if err != nil {
+		return nil, status.Errorf(status.Unavailable, "dial %s: %v", ep.addr, err)
+	}
+	s, err := c.o.Protocol.NewSession(conn, SessionOptions{Limits: c.o.Limits, Endpoint: ep.addr})
+	if err != nil {
+		conn.Close()
+		return nil, status.Errorf(status.Unavailable, "connect %s: %v", ep.addr, err)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		s.Close()
+		return nil, status.New(status.Unavailable, "client is closed")
+	}
+	c.o.Logger.Debug("connected", "endpoint", ep.addr)
+	slot.sess.Store(&sessionBox{s})
+	return s, nil
+}
+
+// resolveEvery is how long resolved endpoints are reused before resolving
+// the target again.
+const resolveEvery = 5 * time.Second
+
+func (c *Client) endpoints(ctx context.Context) ([]*endpointConns, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, status.New(status.Unavailable, "client is closed")
+	}
+	if c.eps != nil && time.Since(c.resolved) < resolveEvery {
+		return c.eps, nil
+	}
+	var found []Endpoint
+	if c.o.Resolver == nil {
+		found = []Endpoint{{Address: c.o.Target}}
+	} else {
+		var err error
+		found, err = c.o.Resolver.Resolve(ctx, c.o.Target)
+		if err != nil {
+			if c.eps != nil {
+				return c.eps, nil // keep serving from the last known set
+			}
+			return nil, status.Errorf(status.Unavailable, "resolve %s: %v", c.o.Target, err)
+		}
+	}
+	if len(found) == 0 {
+		return nil, status.Errorf(status.Unavailable, "resolve %s: no endpoints", c.o.Target)
+	}
+	old := make(map[string]*endpointConns, len(c.eps))
+	for _, e := range c.eps {
+		old[e.addr] = e
+	}
+	eps := make([]*endpointConns, 0, len(found))
+	for _, f := range found {
+		if e, ok := old[f.Address]; ok {
+			eps = append(eps, e)
+			delete(old, f.Address)
+			continue
+		}
+		scheme, addr := SplitAddress(f.Address)
+		tr := c.o.Transports[scheme]
+		if tr == nil {
+			return nil, status.Errorf(status.Unavailable, "endpoint %s: no transport for scheme %q", f.Address, scheme)
+		}
+		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: make([]connSlot, c.o.ConnsPerEndpoint)})
+	}
+	for _, e := range old {
+		e.closeIdle()
+	}
+	c.eps, c.resolved = eps, time.Now()
+	return eps, nil
+}
+
+func (e *endpointConns) closeIdle() {
+	for i := range e.slots {
+		if b := e.slots[i].sess.Load(); b != nil {
+			b.s.Close()
+		}
+	}
+}
+
+// Close closes every connection; calls in flight fail with UNAVAILABLE.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	eps := c.eps
+	c.eps = nil
+	c.mu.Unlock()
+	for _, e := range eps {
+		e.closeIdle()
+	}
+	return nil
+}
+
+// String describes the client for logs.
+func (c *Client) String() string { return fmt.Sprintf("client(%s)", c.o.Target) }

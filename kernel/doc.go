@@ -1,0 +1,18 @@
+// Package kernel defines Axon's extension points and the runtime that
+// composes plugins into running server generations.
+//
+// The kernel imports no plugin. A plugin contributes a Factory to the fx value
+// group "axon.factories" (see ProvideFactory); the Catalog indexes factories
+// by kind and name, and a configuration selects them by name. Factories live
+// for the process. The instances they build live for one configuration
+// generation: the Runtime builds a new generation beside the running one,
+// starts it, swaps it in, drains the old one and stops it (see Runtime.Apply).
+//
+// Extension points, each a small interface:
+//
+//   - Transport: listen and dial for one address family (tcp, uds, quic).
+//   - Protocol: framing and dispatch on a connection (the native Axon protocol, later gRPC).
+//   - Codec: marshal and unmarshal messages by content subtype.
+//   - Resolver and Registry: find and publish a service's endpoints.
+//   - Interceptor: unary middleware on the server and the client side.
+package kernel

@@ -1,0 +1,400 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/axonrpc/axon/kernel/config"
+)
+
+// Runtime runs configuration generations. Apply builds a new generation,
+// starts it beside the running one, swaps it in, drains the old one and
+// stops it; if any step before the swap fails, the running generation keeps
+// serving and Apply returns the error. Listeners whose transport, address and
+// options are unchanged are handed from one generation to the next, so their
+// port never closes. Runtime is safe for concurrent use; applies are
+// serialised.
+type Runtime struct {
+	cat   *Catalog
+	table *ServiceTable
+	log   *slog.Logger
+
+	mu     sync.Mutex // serialises Apply and Shutdown
+	cur    *generation
+	seq    uint64
+	closed bool
+}
+
+type generation struct {
+	id        uint64
+	cfg       *Config
+	disp      *Dispatcher
+	resolver  Resolver
+	listeners []*boundListener
+	closers   []io.Closer
+}
+
+type boundListener struct {
+	key       string
+	transport Transport
+	shared    *sharedListener
+	server    ServerConn
+	endpoint  Endpoint
+}
+
+// sharedListener accepts connections and hands each to the server of the
+// generation that currently owns it.
+type sharedListener struct {
+	ln      net.Listener
+	handler atomic.Pointer[serverBox]
+	done    chan struct{}
+	log     *slog.Logger
+}
+
+type serverBox struct{ s ServerConn }
+
+// NewRuntime returns a runtime that builds plugins from cat and serves the
+// services of table. It serves nothing until Apply.
+func NewRuntime(cat *Catalog, table *ServiceTable, log *slog.Logger) *Runtime {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{cat: cat, table: table, log: log}
+}
+
+// Generation returns the number of the running generation (0 before the
+// first Apply).
+func (r *Runtime) Generation() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return 0
+	}
+	return r.cur.id
+}
+
+// Endpoints returns the addresses the running generation listens on, with
+// ports that were chosen by the system filled in.
+func (r *Runtime) Endpoints() []Endpoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return nil
+	}
+	eps := make([]Endpoint, len(r.cur.listeners))
+	for i, l := range r.cur.listeners {
+		eps[i] = l.endpoint
+	}
+	return eps
+}
+
+// Config returns the running generation's configuration, or nil.
+func (r *Runtime) Config() *Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil {
+		return nil
+	}
+	return r.cur.cfg
+}
+
+// Apply makes cfg the running configuration; see Runtime. It returns once
+// the previous generation has drained (bounded by its drain timeout) and
+// stopped.
+func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("kernel: runtime is shut down")
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r.seq++
+	g, err := r.build(r.seq, cfg)
+	if err != nil {
+		r.seq--
+		return err
+	}
+	if err := r.start(ctx, g); err != nil {
+		r.seq--
+		g.stop()
+		return err
+	}
+	old := r.cur
+	// Swap: new connections on every listener now reach the new generation.
+	for _, l := range g.listeners {
+		l.shared.handler.Store(&serverBox{l.server})
+	}
+	r.cur = g
+	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
+	if old != nil {
+		r.retire(old, g)
+	}
+	return nil
+}
+
+// Shutdown drains and stops the running generation; Apply fails afterwards.
+func (r *Runtime) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.cur == nil {
+		return nil
+	}
+	old := r.cur
+	r.cur = nil
+	return r.drain(ctx, old, nil)
+}
+
+// build instantiates every plugin of a generation; nothing is listening yet.
+func (r *Runtime) build(id uint64, cfg *Config) (g *generation, err error) {
+	g = &generation{id: id, cfg: cfg}
+	defer func() {
+		if err != nil {
+			g.stop()
+		}
+	}()
+	log := r.log.With("generation", id)
+	bc := BuildContext{Logger: log, Generation: id, Limits: cfg.Server.Limits.WithDefaults()}
+
+	var codecs []Codec
+	for i, name := range cfg.Server.Codecs {
+		c, err := build[Codec](r.cat, bc, KindCodec, name, config.Raw{Path: fmt.Sprintf("server.codecs[%d]", i)})
+		if err != nil {
+			return nil, err
+		}
+		g.own(c)
+		codecs = append(codecs, c)
+	}
+	var ics []UnaryServerInterceptor
+	for i, pc := range cfg.Server.Interceptors {
+		path := fmt.Sprintf("server.interceptors[%d]", i)
+		ic, err := build[Interceptor](r.cat, bc, KindInterceptor, pc.Use, withPath(pc.Options, path))
+		if err != nil {
+			return nil, err
+		}
+		if ic.Server == nil {
+			return nil, fmt.Errorf("config: %s.use: interceptor %q has no server side", path, pc.Use)
+		}
+		g.own(ic)
+		ics = append(ics, ic.Server)
+	}
+	g.disp = NewDispatcher(r.table, ics, codecs, cfg.Server.Limits, log)
+
+	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, withPath(cfg.Registry.Options, "registry")); err != nil {
+		return nil, err
+	}
+	g.own(g.resolver)
+
+	for i, lc := range cfg.Listen {
+		path := fmt.Sprintf("listen[%d]", i)
+		tr, err := build[Transport](r.cat, bc, KindTransport, lc.Transport, withPath(lc.Options, path))
+		if err != nil {
+			return nil, err
+		}
+		g.own(tr)
+		proto, err := build[Protocol](r.cat, bc, KindProtocol, lc.Protocols[0], config.Raw{Path: path + ".protocols[0]"})
+		if err != nil {
+			return nil, err
+		}
+		g.own(proto)
+		key := lc.Transport + "://" + lc.Address + " " + fmt.Sprint(lc.Options.Tree)
+		if strings.HasSuffix(lc.Address, ":0") {
+			key = "" // an ephemeral port is never the same listener twice
+		}
+		g.listeners = append(g.listeners, &boundListener{
+			key:       key,
+			transport: tr,
+			server:    proto.NewServer(g.disp),
+			endpoint:  Endpoint{Address: lc.Transport + "://" + lc.Address},
+		})
+	}
+	return g, nil
+}
+
+// withPath gives a plugin's options the key path they were found under, so
+// that a plugin without options still reports errors at the right place.
+func withPath(raw config.Raw, path string) config.Raw {
+	if raw.Path == "" {
+		raw.Path = path + ".options"
+	}
+	return raw
+}
+
+func (g *generation) own(v any) {
+	if c, ok := v.(io.Closer); ok {
+		g.closers = append(g.closers, c)
+	}
+}
+
+// start opens the generation's listeners, reusing the running generation's
+// where they are unchanged.
+func (r *Runtime) start(ctx context.Context, g *generation) error {
+	reusable := map[string]*sharedListener{}
+	if r.cur != nil {
+		for _, l := range r.cur.listeners {
+			if l.key != "" {
+				reusable[l.key] = l.shared
+			}
+		}
+	}
+	var opened []*sharedListener
+	for i, l := range g.listeners {
+		lc := g.cfg.Listen[i]
+		if sl, ok := reusable[l.key]; ok && l.key != "" {
+			l.shared = sl
+			l.endpoint.Address = lc.Transport + "://" + sl.ln.Addr().String()
+			continue
+		}
+		ln, err := l.transport.Listen(ctx, lc.Address)
+		if err != nil {
+			for _, sl := range opened {
+				sl.close()
+			}
+			return fmt.Errorf("config: listen[%d]: %s %s: %w", i, lc.Transport, lc.Address, err)
+		}
+		l.shared = &sharedListener{ln: ln, done: make(chan struct{}), log: r.log}
+		l.endpoint.Address = lc.Transport + "://" + ln.Addr().String()
+		opened = append(opened, l.shared)
+	}
+	for _, sl := range opened {
+		go sl.serve()
+	}
+	if reg, ok := g.resolver.(Registry); ok && len(g.listeners) > 0 {
+		if err := reg.Register(ctx, g.cfg.Service, g.endpoints()); err != nil {
+			for _, sl := range opened {
+				sl.close()
+			}
+			return fmt.Errorf("kernel: register %s: %w", g.cfg.Service, err)
+		}
+	}
+	return nil
+}
+
+// retire drains the generation that next replaced and stops it.
+func (r *Runtime) retire(old, next *generation) {
+	ctx, cancel := context.WithTimeout(context.Background(), old.cfg.Server.DrainTimeout)
+	defer cancel()
+	if err := r.drain(ctx, old, next); err != nil {
+		r.log.Warn("generation drained with errors", "generation", old.id, "err", err)
+	}
+}
+
+// drain closes old's listeners that next does not reuse, tells old's
+// connections to go away, waits for their calls, and stops old's plugins.
+func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
+	kept := map[*sharedListener]bool{}
+	if next != nil {
+		for _, l := range next.listeners {
+			kept[l.shared] = true
+		}
+	}
+	if reg, ok := old.resolver.(Registry); ok && len(old.listeners) > 0 {
+		if err := reg.Deregister(ctx, old.cfg.Service, old.endpoints()); err != nil {
+			r.log.Warn("deregister failed", "service", old.cfg.Service, "err", err)
+		}
+	}
+	for _, l := range old.listeners {
+		if !kept[l.shared] {
+			l.shared.close()
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(old.listeners))
+	for i, l := range old.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.server.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	old.stop()
+	r.log.Info("generation stopped", "generation", old.id, "drain", time.Since(start).Round(time.Millisecond))
+	return errors.Join(errs...)
+}
+
+func (g *generation) stop() {
+	for i := len(g.closers) - 1; i >= 0; i-- {
+		g.closers[i].Close()
+	}
+}
+
+func (g *generation) endpoints() []Endpoint {
+	eps := make([]Endpoint, len(g.listeners))
+	for i, l := range g.listeners {
+		eps[i] = l.endpoint
+	}
+	return eps
+}
+
+func (g *generation) describe() string {
+	var b strings.Builder
+	for i, l := range g.listeners {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(l.endpoint.Address)
+	}
+	return b.String()
+}
+
+func (sl *sharedListener) serve() {
+	defer close(sl.done)
+	var delay time.Duration
+	for {
+		conn, err := sl.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			sl.log.Warn("accept failed", "addr", sl.ln.Addr().String(), "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		b := sl.handler.Load()
+		if b == nil {
+			conn.Close()
+			continue
+		}
+		go b.s.ServeConn(conn)
+	}
+}
+
+func (sl *sharedListener) close() {
+	if sl.ln == nil {
+		return
+	}
+	sl.ln.Close()
+	if sl.done != nil {
+		<-sl.done
+	}
+}
+
+// Module provides the Catalog (from the factories plugins contribute), the
+// ServiceTable (from the services modules contribute) and the Runtime.
+var Module = fx.Module("kernel",
+	fx.Provide(
+		fx.Annotate(NewCatalog, fx.ParamTags(FactoryGroup)),
+		fx.Annotate(NewServiceTable, fx.ParamTags(ServiceGroup)),
+		NewRuntime,
+	),
+)

@@ -1,0 +1,517 @@
+package native
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// server is the native protocol's server side for one generation. Calls run
+// on a pool of reused goroutines, so a call costs no fresh goroutine stack.
+type server struct {
+	d       *kernel.Dispatcher
+	limits  kernel.Limits
+	workers workerPool
+
+	mu       sync.Mutex
+	conns    map[*serverConn]struct{}
+	shutdown bool
+}
+
+func newServer(d *kernel.Dispatcher, idle time.Duration) *server {
+	return &server{d: d, limits: d.Limits(), conns: make(map[*serverConn]struct{}),
+		workers: workerPool{idle: idle, work: make(chan *sstream), quit: make(chan struct{})}}
+}
+
+// serverConn is one accepted connection.
+type serverConn struct {
+	srv    *server
+	conn   net.Conn
+	w      *writer
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	streams   map[uint32]*sstream
+	lastID    uint32
+	goingAway bool
+	idle      chan struct{} // closed when going away and no stream is left
+
+	codecName string // the last codec name seen, to avoid a string per call
+	codec     kernel.Codec
+}
+
+// sstream is one call on a server connection; it is recycled after the call.
+type sstream struct {
+	c       *serverConn
+	id      uint32
+	route   *kernel.Route
+	codec   kernel.Codec
+	timeout time.Duration
+	md      metadata.MD
+	req     *[]byte // request message bytes, owned until decoded
+	ctx     context.Context
+	cancel  context.CancelFunc // set by the reader goroutine; read under c.mu
+	started bool               // a worker owns the stream; guarded by c.mu
+	call    kernel.ServerCall
+}
+
+var sstreamPool = sync.Pool{New: func() any { return new(sstream) }}
+
+// ServeConn implements kernel.ServerConn.
+func (s *server) ServeConn(conn net.Conn) {
+	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	defer c.cancel()
+	defer conn.Close()
+
+	br := bufio.NewReaderSize(conn, 32<<10)
+	conn.SetReadDeadline(time.Now().Add(s.limits.HandshakeTimeout))
+	var pre [prefaceLen]byte
+	if _, err := io.ReadFull(br, pre[:]); err != nil || pre != preface {
+		// Not an Axon peer, or an unsupported version: say nothing more.
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	settings := binary.AppendUvarint(nil, settingMaxMessage)
+	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxMessage))
+	settings = binary.AppendUvarint(settings, settingMaxStreams)
+	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxConcurrentStreams))
+	settings = binary.AppendUvarint(settings, settingMaxHeaderSize)
+	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxMetadata))
+	if err := c.w.write(func(b []byte) []byte {
+		b = append(b, preface[:]...)
+		b = appendHeader(b, len(settings), frameSettings, 0, 0)
+		return append(b, settings...)
+	}); err != nil {
+		return
+	}
+
+	s.mu.Lock()
+	shut := s.shutdown
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	if shut {
+		// Accepted in the moment before a swap: send the peer elsewhere
+		// without failing any call, and close once it had time to read.
+		c.goAway()
+		go func() {
+			select {
+			case <-c.idle:
+			case <-time.After(s.limits.HandshakeTimeout):
+			}
+			c.w.waitIdle()
+			conn.Close()
+		}()
+	}
+	err := c.readLoop(br)
+	c.w.fail(errConnClosed)
+	c.mu.Lock()
+	for _, st := range c.streams {
+		if st.cancel != nil {
+			st.cancel()
+		}
+	}
+	c.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.d.Logger().Debug("connection closed", "peer", conn.RemoteAddr().String(), "err", err)
+	}
+}
+
+var errConnClosed = errors.New("connection closed")
+
+func (c *serverConn) readLoop(br *bufio.Reader) error {
+	var hdr [headerLen]byte
+	lim := c.srv.limits
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return err
+		}
+		h := parseHeader(hdr[:])
+		switch h.typ {
+		case frameHeaders:
+			if h.length > uint32(lim.MaxMetadata) {
+				c.reject(h.stream, status.Errorf(status.ResourceExhausted, "header block of %d bytes exceeds the limit of %d bytes", h.length, lim.MaxMetadata), false)
+				if err := discard(br, int64(h.length)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.onHeaders(br, h); err != nil {
+				return err
+			}
+		case frameData:
+			if err := c.onData(br, h); err != nil {
+				return err
+			}
+		case frameCancel:
+			if err := discard(br, int64(h.length)); err != nil {
+				return err
+			}
+			var cancel context.CancelFunc
+			c.mu.Lock()
+			if st := c.streams[h.stream]; st != nil {
+				cancel = st.cancel
+			}
+			c.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
+		case framePing:
+			if h.length != 8 {
+				return fmt.Errorf("ping payload of %d bytes, want 8", h.length)
+			}
+			var p [8]byte
+			if _, err := io.ReadFull(br, p[:]); err != nil {
+				return err
+			}
+			if h.flags&flagAck == 0 {
+				c.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
+			}
+		default:
+			// SETTINGS, GOAWAY from a client and unknown types are skipped,
+			// so later versions can add frames.
+			if err := discard(br, int64(h.length)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// onHeaders opens a stream.
+func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
+	st := sstreamPool.Get().(*sstream)
+	st.c, st.id = c, h.stream
+	buf := getBuf(int(h.length))
+	defer putBuf(buf)
+	if _, err := io.ReadFull(br, *buf); err != nil {
+		sstreamPool.Put(st)
+		return err
+	}
+	d := decoder{b: *buf}
+	timeout := d.uvarint()
+	method := d.bytes()
+	codec := d.bytes()
+	st.md = d.md()
+	if d.err != nil {
+		sstreamPool.Put(st)
+		return fmt.Errorf("stream %d: headers: %w", h.stream, d.err)
+	}
+	st.timeout = time.Duration(min(timeout, uint64(1<<62)/1000)) * time.Microsecond
+
+	c.mu.Lock()
+	if h.stream == 0 || h.stream <= c.lastID {
+		c.mu.Unlock()
+		sstreamPool.Put(st)
+		return fmt.Errorf("stream id %d is not above the last one (%d)", h.stream, c.lastID)
+	}
+	c.lastID = h.stream
+	var refuse string
+	switch {
+	case c.goingAway:
+		refuse = "server is going away"
+	case len(c.streams) >= c.srv.limits.MaxConcurrentStreams:
+		refuse = fmt.Sprintf("too many concurrent calls on this connection (limit %d)", c.srv.limits.MaxConcurrentStreams)
+	}
+	if refuse == "" {
+		c.streams[h.stream] = st
+	}
+	c.mu.Unlock()
+	if refuse != "" {
+		sstreamPool.Put(st)
+		c.reject(h.stream, status.Refused(refuse), true)
+		return nil
+	}
+
+	var err error
+	if st.route = c.srv.d.Route(string(method)); st.route == nil {
+		err = kernel.UnknownMethod(string(method))
+	} else if st.codec, err = c.codecFor(codec); err == nil {
+		return nil
+	}
+	c.finish(st, err)
+	return nil
+}
+
+func (c *serverConn) codecFor(name []byte) (kernel.Codec, error) {
+	if c.codec != nil && string(name) == c.codecName {
+		return c.codec, nil
+	}
+	cd, err := c.srv.d.Codec(string(name))
+	if err == nil {
+		c.codec, c.codecName = cd, string(name)
+	}
+	return cd, err
+}
+
+// onData receives a request message; a unary call starts when it arrives.
+// The reader goroutine owns a stream from its HEADERS until it hands it to a
+// worker here; later DATA frames on a started stream are skipped.
+func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
+	c.mu.Lock()
+	st := c.streams[h.stream]
+	ok := st != nil && !st.started
+	if ok {
+		st.started = true
+	}
+	c.mu.Unlock()
+	if !ok {
+		// Cancelled, finished, already started or unknown: skip its bytes.
+		return discard(br, int64(h.length))
+	}
+	if h.length > uint32(c.srv.limits.MaxMessage) {
+		// Answer first, then skip the bytes: nothing is allocated for them.
+		c.finish(st, status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", h.length, c.srv.limits.MaxMessage))
+		return discard(br, int64(h.length))
+	}
+	st.req = getBuf(int(h.length))
+	if _, err := io.ReadFull(br, *st.req); err != nil {
+		return err
+	}
+	if h.flags&flagEndStream == 0 {
+		c.finish(st, status.New(status.Internal, "a unary request must end its stream"))
+		return nil
+	}
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if st.timeout > 0 {
+		ctx, cancel = context.WithTimeout(c.ctx, st.timeout)
+	} else {
+		ctx, cancel = context.WithCancel(c.ctx)
+	}
+	c.mu.Lock()
+	st.ctx, st.cancel = ctx, cancel
+	c.mu.Unlock()
+	c.srv.workers.run(st)
+	return nil
+}
+
+// handle runs a unary call on a worker goroutine.
+func (st *sstream) handle() {
+	c := st.c
+	ctx := st.ctx
+	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr()}
+	ctx = kernel.NewCallContext(ctx, &st.call)
+	if st.md != nil {
+		ctx = metadata.NewIncomingContext(ctx, st.md)
+	}
+	req := st.route.Method.NewRequest()
+	err := st.codec.Unmarshal(*st.req, req)
+	putBuf(st.req)
+	st.req = nil
+	if err != nil {
+		c.finish(st, status.Errorf(status.Internal, "decode request of %s: %v", st.route.Method.FullName, err))
+		return
+	}
+	resp, err := c.srv.d.HandleUnary(ctx, st.route, req)
+	if err == nil && ctx.Err() != nil {
+		// The deadline passed or the client cancelled: the result is moot.
+		err = ctx.Err()
+	}
+	if err != nil {
+		c.finish(st, err)
+		return
+	}
+	c.respond(st, resp)
+}
+
+// respond sends a successful response and ends the stream.
+func (c *serverConn) respond(st *sstream, resp any) {
+	msg := getBuf(0)
+	out, err := st.codec.Marshal(*msg, resp)
+	if err != nil {
+		putBuf(msg)
+		c.finish(st, status.Errorf(status.Internal, "encode response of %s: %v", st.route.Method.FullName, err))
+		return
+	}
+	*msg = out
+	c.end(st, func(b []byte) []byte {
+		b = appendHeader(b, len(out), frameData, 0, st.id)
+		b = append(b, out...)
+		return appendTrailers(b, st.id, status.OK, "", st.call.Trailer, 0)
+	})
+	putBuf(msg)
+}
+
+// finish ends the stream with err's status.
+func (c *serverConn) finish(st *sstream, err error) {
+	se := status.FromError(err)
+	c.end(st, func(b []byte) []byte {
+		return appendTrailers(b, st.id, se.Code(), se.Message(), st.call.Trailer, 0)
+	})
+}
+
+// end writes a stream's last frames (after any header metadata), forgets the
+// stream and recycles it.
+func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
+	hmd := st.call.Header
+	c.w.write(func(b []byte) []byte {
+		if len(hmd) > 0 {
+			start := len(b)
+			b = appendHeader(b, 0, frameHeaders, 0, st.id)
+			b = appendMD(b, hmd)
+			binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
+		}
+		return frames(b)
+	})
+	c.mu.Lock()
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	idle := c.goingAway && len(c.streams) == 0
+	cancel := st.cancel
+	c.mu.Unlock()
+	if idle {
+		c.signalIdle()
+	}
+	if cancel != nil {
+		cancel()
+	}
+	if st.req != nil {
+		putBuf(st.req)
+	}
+	*st = sstream{}
+	sstreamPool.Put(st)
+}
+
+// reject answers a stream that was never opened.
+func (c *serverConn) reject(id uint32, se *status.Error, refused bool) {
+	var flags byte
+	if refused {
+		flags = flagRefused
+	}
+	c.w.write(func(b []byte) []byte { return appendTrailers(b, id, se.Code(), se.Message(), nil, flags) })
+}
+
+func appendTrailers(b []byte, id uint32, code status.Code, msg string, md metadata.MD, flags byte) []byte {
+	start := len(b)
+	b = appendHeader(b, 0, frameTrailers, flags, id)
+	b = binary.AppendUvarint(b, uint64(code))
+	b = appendString(b, msg)
+	b = appendMD(b, md)
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
+	return b
+}
+
+// goAway stops new calls on the connection and tells the peer which calls
+// will still be answered.
+func (c *serverConn) goAway() {
+	c.mu.Lock()
+	if c.goingAway {
+		c.mu.Unlock()
+		return
+	}
+	c.goingAway = true
+	c.idle = make(chan struct{})
+	last := c.lastID
+	empty := len(c.streams) == 0
+	c.mu.Unlock()
+	msg := "server is draining"
+	c.w.write(func(b []byte) []byte {
+		start := len(b)
+		b = appendHeader(b, 0, frameGoAway, 0, 0)
+		b = binary.AppendUvarint(b, uint64(last))
+		b = binary.AppendUvarint(b, uint64(status.Unavailable))
+		b = appendString(b, msg)
+		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
+		return b
+	})
+	if empty {
+		c.signalIdle()
+	}
+}
+
+func (c *serverConn) signalIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.idle:
+	default:
+		close(c.idle)
+	}
+}
+
+// Shutdown implements kernel.ServerConn.
+func (s *server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAway()
+	}
+	var err error
+	for _, c := range conns {
+		select {
+		case <-c.idle:
+		case <-ctx.Done():
+			c.mu.Lock()
+			n := len(c.streams)
+			c.mu.Unlock()
+			if n > 0 {
+				err = fmt.Errorf("protocol.axon: drain: %d calls still running on %s: %w", n, c.conn.RemoteAddr(), ctx.Err())
+			}
+		}
+	}
+	for _, c := range conns {
+		c.w.waitIdle()
+		c.cancel()
+		c.conn.Close()
+	}
+	s.workers.stop()
+	return err
+}
+
+// workerPool runs calls on goroutines that are reused across calls, so
+// their stacks, once grown, stay grown. An idle worker exits after idle.
+type workerPool struct {
+	idle time.Duration
+	work chan *sstream
+	quit chan struct{} // closed by stop
+	once sync.Once
+}
+
+func (p *workerPool) run(st *sstream) {
+	select {
+	case p.work <- st:
+	default:
+		go p.worker(st)
+	}
+}
+
+func (p *workerPool) worker(st *sstream) {
+	t := time.NewTimer(p.idle)
+	defer t.Stop()
+	for {
+		st.handle()
+		t.Reset(p.idle)
+		select {
+		case st = <-p.work:
+		case <-t.C:
+			return
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+// stop makes idle workers exit; busy ones exit after their call.
+func (p *workerPool) stop() { p.once.Do(func() { close(p.quit) }) }

@@ -1,0 +1,162 @@
+package native
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+
+	"github.com/axonrpc/axon/kernel/metadata"
+)
+
+// Wire format (version 1). Both sides start with the 8-byte preface
+// "\xa7AXON\r\n" + version, then a SETTINGS frame. The first byte 0xa7 is
+// neither ASCII (HTTP/1), 'P' (the HTTP/2 preface) nor 0x16 (a TLS
+// handshake), so one port can tell the protocols apart by their first bytes.
+//
+// Every frame has a 10-byte header: payload length (uint32, big endian),
+// type (1 byte), flags (1 byte), stream id (uint32); then the payload.
+// Clients number streams 1, 2, 3, ... on each connection; stream 0 is the
+// connection itself. A unary call is HEADERS + DATA(END_STREAM) from the
+// client, and [HEADERS] + DATA + TRAILERS from the server, all in one write
+// when possible. Strings are a uvarint length and bytes; metadata is a
+// uvarint count of key, value string pairs.
+const (
+	prefaceLen = 8
+	headerLen  = 10
+	version    = 1
+)
+
+var preface = [prefaceLen]byte{0xa7, 'A', 'X', 'O', 'N', '\r', '\n', version}
+
+// Frame types.
+const (
+	frameSettings = 0x1 // stream 0: uvarint (id, value) pairs
+	frameHeaders  = 0x2 // request: uvarint timeout µs (0 none), method, codec, metadata; response: metadata
+	frameData     = 0x3 // one message
+	frameTrailers = 0x4 // server's last frame: uvarint code, message, metadata
+	frameCancel   = 0x5 // client gave up: uvarint code
+	frameGoAway   = 0x6 // stream 0: uvarint last stream id, uvarint code, message
+	framePing     = 0x7 // stream 0: 8 opaque bytes, echoed with flagAck
+)
+
+// Frame flags.
+const (
+	flagEndStream = 0x1 // DATA: the sender's last message on the stream
+	flagRefused   = 0x2 // TRAILERS: the call was not processed; safe to retry
+	flagAck       = 0x1 // PING: this is the reply
+)
+
+// Settings ids.
+const (
+	settingMaxMessage    = 1
+	settingMaxStreams    = 2
+	settingMaxHeaderSize = 3
+)
+
+var errMalformed = errors.New("malformed frame payload")
+
+func appendHeader(b []byte, length int, typ, flags byte, stream uint32) []byte {
+	return append(b, byte(length>>24), byte(length>>16), byte(length>>8), byte(length), typ, flags,
+		byte(stream>>24), byte(stream>>16), byte(stream>>8), byte(stream))
+}
+
+type frameHeader struct {
+	length uint32
+	typ    byte
+	flags  byte
+	stream uint32
+}
+
+func parseHeader(b []byte) frameHeader {
+	return frameHeader{
+		length: binary.BigEndian.Uint32(b[0:4]),
+		typ:    b[4],
+		flags:  b[5],
+		stream: binary.BigEndian.Uint32(b[6:10]),
+	}
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendMD(b []byte, md metadata.MD) []byte {
+	n := 0
+	for _, vs := range md {
+		n += len(vs)
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for k, vs := range md {
+		for _, v := range vs {
+			b = appendString(b, k)
+			b = appendString(b, v)
+		}
+	}
+	return b
+}
+
+// decoder reads a payload; every read checks the bytes left first, so a
+// hostile length can never make it slice out of range or allocate.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errMalformed
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns the next string's bytes, aliasing the payload.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errMalformed
+		return nil
+	}
+	s := d.b[:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) md() metadata.MD {
+	n := d.uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	// Each pair takes at least two bytes, which bounds n by the payload.
+	if n > uint64(len(d.b)/2) {
+		d.err = errMalformed
+		return nil
+	}
+	md := make(metadata.MD, min(n, 16))
+	for range n {
+		k, v := d.bytes(), d.bytes()
+		if d.err != nil {
+			return nil
+		}
+		key := string(k)
+		md[key] = append(md[key], string(v))
+	}
+	return md
+}
+
+// clampUint32 converts a setting to uint32, saturating.
+func clampUint32(v uint64) uint32 {
+	if v > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
