@@ -26,7 +26,7 @@ import (
 func Decode(tree map[string]any, path string, out any) error {
 	v := reflect.ValueOf(out)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return fmt.Errorf("config: decode %s: target must be a non-nil pointer to a struct, got %T", path, out)
+		return fmt.Errorf("config: decode target must be a non-nil pointer to a struct, got %T", out)
 	}
 	var d decoder
 	d.structure(path, tree, v.Elem())

@@ -278,7 +278,7 @@ func TestDecodePathPrefixAndTarget(t *testing.T) {
 		t.Errorf("got %v, want %s", err, want)
 	}
 	for _, out := range []any{nil, tls, (*TLS)(nil), new(int)} {
-		if err := config.Decode(nil, "x", out); err == nil || !strings.HasPrefix(err.Error(), "config: decode x: target must be") {
+		if err := config.Decode(nil, "x", out); err == nil || !strings.HasPrefix(err.Error(), "config: decode target must be") {
 			t.Errorf("Decode into %T: got %v", out, err)
 		}
 	}

@@ -45,6 +45,7 @@ type serverConn struct {
 	streams   map[uint32]*sstream
 	lastID    uint32
 	goingAway bool
+	answering int           // streams forgotten whose last frames are being written
 	idle      chan struct{} // closed when going away and no stream is left
 
 	codecName string // the last codec name seen, to avoid a string per call
@@ -357,8 +358,17 @@ func (c *serverConn) finish(st *sstream, err error) {
 }
 
 // end writes a stream's last frames (after any header metadata), forgets the
-// stream and recycles it.
+// stream and recycles it. The stream leaves the connection's count before
+// its answer is written, so a client that reuses its slot at once is not
+// refused; a drain is told the connection is idle only after the write.
 func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
+	c.mu.Lock()
+	if c.streams[st.id] == st {
+		delete(c.streams, st.id)
+	}
+	c.answering++
+	cancel := st.cancel
+	c.mu.Unlock()
 	hmd := st.call.Header
 	c.w.write(func(b []byte) []byte {
 		if len(hmd) > 0 {
@@ -370,11 +380,8 @@ func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
 		return frames(b)
 	})
 	c.mu.Lock()
-	if c.streams[st.id] == st {
-		delete(c.streams, st.id)
-	}
-	idle := c.goingAway && len(c.streams) == 0
-	cancel := st.cancel
+	c.answering--
+	idle := c.goingAway && len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
 	if idle {
 		c.signalIdle()
@@ -419,7 +426,7 @@ func (c *serverConn) goAway() {
 	c.goingAway = true
 	c.idle = make(chan struct{})
 	last := c.lastID
-	empty := len(c.streams) == 0
+	empty := len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
 	msg := "server is draining"
 	c.w.write(func(b []byte) []byte {
