@@ -58,21 +58,21 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		Logger:           log,
 	}
 	var err error
-	if o.Codec, err = build[Codec](cat, bc, KindCodec, cfg.Codec, config.Raw{Path: "codec"}); err != nil {
+	if o.Codec, err = build[Codec](cat, bc, KindCodec, cfg.Codec, "codec", config.Raw{}); err != nil {
 		return fail(err)
 	}
-	if o.Protocol, err = build[Protocol](cat, bc, KindProtocol, cfg.Client.Protocol, config.Raw{Path: "client.protocol"}); err != nil {
+	if o.Protocol, err = build[Protocol](cat, bc, KindProtocol, cfg.Client.Protocol, "client.protocol", config.Raw{}); err != nil {
 		return fail(err)
 	}
 	own(o.Protocol)
 	if !strings.Contains(target, "://") {
-		if o.Resolver, err = build[Resolver](cat, bc, KindRegistry, cfg.Registry.Use, withPath(cfg.Registry.Options, "registry")); err != nil {
+		if o.Resolver, err = build[Resolver](cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 			return fail(err)
 		}
 		own(o.Resolver)
 	}
 	for _, name := range cat.Names(KindTransport) {
-		tr, err := build[Transport](cat, bc, KindTransport, name, config.Raw{Path: "transport." + name})
+		tr, err := build[Transport](cat, bc, KindTransport, name, "transport", config.Raw{})
 		if err != nil {
 			log.Debug("transport unavailable for clients", "transport", name, "err", err)
 			continue
@@ -82,7 +82,7 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 	}
 	for i, pc := range cfg.Client.Interceptors {
 		path := fmt.Sprintf("client.interceptors[%d]", i)
-		ic, err := build[Interceptor](cat, bc, KindInterceptor, pc.Use, withPath(pc.Options, path))
+		ic, err := build[Interceptor](cat, bc, KindInterceptor, pc.Use, path+".use", withPath(pc.Options, path))
 		if err != nil {
 			return fail(err)
 		}

@@ -131,15 +131,13 @@ func (c *Catalog) Names(kind Kind) []string {
 	return names
 }
 
-// build looks up and builds a plugin, checking that the instance has type T.
-func build[T any](c *Catalog, bc BuildContext, kind Kind, name string, opts config.Raw) (T, error) {
+// build looks up the plugin that the config key at key names and builds it
+// from opts, checking that the instance has type T.
+func build[T any](c *Catalog, bc BuildContext, kind Kind, name, key string, opts config.Raw) (T, error) {
 	var zero T
 	f, err := c.Lookup(kind, name)
 	if err != nil {
-		if opts.Path != "" {
-			return zero, fmt.Errorf("config: %s: %w", strings.TrimSuffix(opts.Path, ".options"), err)
-		}
-		return zero, err
+		return zero, fmt.Errorf("config: %s: %w", key, err)
 	}
 	bc.Logger = bc.Logger.With("plugin", string(kind)+"."+name)
 	inst, err := f.Build(bc, opts)

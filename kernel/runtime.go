@@ -161,11 +161,11 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 }
 
 // build instantiates every plugin of a generation; nothing is listening yet.
-func (r *Runtime) build(id uint64, cfg *Config) (g *generation, err error) {
-	g = &generation{id: id, cfg: cfg}
+func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
+	g := &generation{id: id, cfg: cfg}
 	defer func() {
 		if err != nil {
-			g.stop()
+			g.stop() // close what was built before the failure
 		}
 	}()
 	log := r.log.With("generation", id)
@@ -173,7 +173,7 @@ func (r *Runtime) build(id uint64, cfg *Config) (g *generation, err error) {
 
 	var codecs []Codec
 	for i, name := range cfg.Server.Codecs {
-		c, err := build[Codec](r.cat, bc, KindCodec, name, config.Raw{Path: fmt.Sprintf("server.codecs[%d]", i)})
+		c, err := build[Codec](r.cat, bc, KindCodec, name, fmt.Sprintf("server.codecs[%d]", i), config.Raw{})
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (r *Runtime) build(id uint64, cfg *Config) (g *generation, err error) {
 	var ics []UnaryServerInterceptor
 	for i, pc := range cfg.Server.Interceptors {
 		path := fmt.Sprintf("server.interceptors[%d]", i)
-		ic, err := build[Interceptor](r.cat, bc, KindInterceptor, pc.Use, withPath(pc.Options, path))
+		ic, err := build[Interceptor](r.cat, bc, KindInterceptor, pc.Use, path+".use", withPath(pc.Options, path))
 		if err != nil {
 			return nil, err
 		}
@@ -195,19 +195,19 @@ func (r *Runtime) build(id uint64, cfg *Config) (g *generation, err error) {
 	}
 	g.disp = NewDispatcher(r.table, ics, codecs, cfg.Server.Limits, log)
 
-	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, withPath(cfg.Registry.Options, "registry")); err != nil {
+	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 		return nil, err
 	}
 	g.own(g.resolver)
 
 	for i, lc := range cfg.Listen {
 		path := fmt.Sprintf("listen[%d]", i)
-		tr, err := build[Transport](r.cat, bc, KindTransport, lc.Transport, withPath(lc.Options, path))
+		tr, err := build[Transport](r.cat, bc, KindTransport, lc.Transport, path+".transport", withPath(lc.Options, path))
 		if err != nil {
 			return nil, err
 		}
 		g.own(tr)
-		proto, err := build[Protocol](r.cat, bc, KindProtocol, lc.Protocols[0], config.Raw{Path: path + ".protocols[0]"})
+		proto, err := build[Protocol](r.cat, bc, KindProtocol, lc.Protocols[0], path+".protocols[0]", config.Raw{})
 		if err != nil {
 			return nil, err
 		}
