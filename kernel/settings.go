@@ -51,8 +51,16 @@ type TLSConfig struct {
 
 // PluginConfig selects a plugin by name and gives it its options.
 type PluginConfig struct {
-	Use     string     `yaml:"use" required:"true"`
+	Use     string     `yaml:"use"`
 	Options config.Raw `yaml:"options"`
+}
+
+// Validate requires a plugin name.
+func (p *PluginConfig) Validate() error {
+	if p.Use == "" {
+		return config.FieldError("use", "", "a plugin name")
+	}
+	return nil
 }
 
 // ClientConfig configures outgoing calls.

@@ -46,12 +46,10 @@ type Client interface {
 
 // registry lists every implementation, in report order.
 //
-// ----------------------------------------------------------------------------
-// AXON: the lead registers the axon implementation here (e.g. `Axon{}` defined
-// in impl/axon.go). It must echo wrapperspb.BytesValue through the proto codec,
-// like the grpc impl, so that the comparison with grpc is like-for-like.
-// ----------------------------------------------------------------------------
+// Axon echoes wrapperspb.BytesValue through the proto codec, like the grpc
+// impl, so that the comparison with grpc is like-for-like.
 var registry = []Impl{
+	Axon{},
 	RawMux{},
 	RawPingPong{},
 	NetRPC{},

@@ -7,14 +7,21 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // RawMux is raw TCP over ONE connection with many calls in flight,
 // multiplexed by call id. The server reads frames in one goroutine per
-// connection and runs a goroutine per request, which writes its response
-// under a mutex and flushes it (one write per response). The client writes
-// under a mutex and has one reader goroutine that hands each response to its
-// waiting caller through a per-call channel.
+// connection and runs a goroutine per request; the client has one reader
+// goroutine that hands each response to its waiting caller through a
+// per-call channel.
+//
+// Both sides serialise writes with a mutex around a bufio.Writer and flush
+// when no other writer is queued for the mutex: a lone call is flushed at
+// once, while under concurrency the last writer in a burst flushes for all of
+// them (writes coalesced across calls, as DESIGN.md §6's raw mux baseline).
+// Flushing after every frame instead costs about a third of the QPS at 100
+// callers on the 2-core machines.
 type RawMux struct{}
 
 func (RawMux) Name() string { return "raw-mux" }
@@ -27,6 +34,7 @@ func serveMuxConn(c net.Conn) {
 	r := bufio.NewReaderSize(c, 64<<10)
 	w := bufio.NewWriterSize(c, 64<<10)
 	var wmu sync.Mutex
+	var queued atomic.Int32
 	var hdr [frameHeader]byte
 	for {
 		id, n, err := readHeader(r, hdr[:])
@@ -39,9 +47,10 @@ func serveMuxConn(c net.Conn) {
 		}
 		go func() {
 			putHeader(buf, id, n)
+			queued.Add(1)
 			wmu.Lock()
 			_, err := w.Write(buf)
-			if err == nil {
+			if queued.Add(-1) == 0 && err == nil {
 				err = w.Flush()
 			}
 			wmu.Unlock()
@@ -60,9 +69,10 @@ type muxResult struct {
 type muxClient struct {
 	conn net.Conn
 
-	wmu sync.Mutex
-	w   *bufio.Writer
-	hdr [frameHeader]byte
+	wmu    sync.Mutex
+	queued atomic.Int32
+	w      *bufio.Writer
+	hdr    [frameHeader]byte
 
 	mu      sync.Mutex
 	pending map[uint32]chan muxResult
@@ -144,13 +154,14 @@ func (c *muxClient) Call(ctx context.Context, payload []byte) error {
 	c.pending[id] = ch
 	c.mu.Unlock()
 
+	c.queued.Add(1)
 	c.wmu.Lock()
 	putHeader(c.hdr[:], id, len(payload))
 	_, err := c.w.Write(c.hdr[:])
 	if err == nil {
 		_, err = c.w.Write(payload)
 	}
-	if err == nil {
+	if c.queued.Add(-1) == 0 && err == nil {
 		err = c.w.Flush()
 	}
 	c.wmu.Unlock()

@@ -31,6 +31,7 @@ type session struct {
 
 	mu         sync.Mutex
 	calls      map[uint32]*pending
+	abandoned  map[uint32]struct{} // cancelled calls whose slot waits for their TRAILERS; nil once closed
 	nextID     uint32
 	goneAway   bool
 	goAwayLast uint32
@@ -58,7 +59,7 @@ var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan st
 func newSession(conn net.Conn, o kernel.SessionOptions) (*session, error) {
 	lim := o.Limits.WithDefaults()
 	s := &session{conn: conn, w: newWriter(conn), limits: lim, endpoint: o.Endpoint,
-		calls: make(map[uint32]*pending), nextID: 1, done: make(chan struct{})}
+		calls: make(map[uint32]*pending), abandoned: make(map[uint32]struct{}), nextID: 1, done: make(chan struct{})}
 	settings := binary.AppendUvarint(nil, settingMaxMessage)
 	settings = binary.AppendUvarint(settings, uint64(lim.MaxMessage))
 	if err := s.w.write(func(b []byte) []byte {
@@ -140,7 +141,15 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 			return status.Refused("connection closed")
 		}
 	}
-	defer func() { <-s.slots }()
+	// The slot is released when the call ends, or, for a call this side
+	// gave up on, when the server's TRAILERS say its handler has ended: the
+	// server counts the stream until then.
+	release := true
+	defer func() {
+		if release {
+			<-s.slots
+		}
+	}()
 
 	var timeout uint64
 	if dl, ok := ctx.Deadline(); ok {
@@ -165,21 +174,26 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 
 	p := pendingPool.Get().(*pending)
 	p.wantHeader = call.Header != nil
-	s.mu.Lock()
-	if !s.accepting.Load() {
-		s.mu.Unlock()
-		pendingPool.Put(p)
-		return status.Refused("connection is going away")
-	}
-	id := s.nextID
-	s.nextID++
-	s.calls[id] = p
-	s.mu.Unlock()
 	s.inflight.Add(1)
 	defer s.callDone()
 
+	// The stream id is taken inside the writer's critical section, so ids
+	// reach the wire in increasing order, as the server requires.
+	var id uint32
+	registered, refused := false, false
 	codec := call.Codec.Name()
 	err = s.w.write(func(b []byte) []byte {
+		s.mu.Lock()
+		if !s.accepting.Load() {
+			s.mu.Unlock()
+			refused = true
+			return b
+		}
+		id = s.nextID
+		s.nextID++
+		s.calls[id] = p
+		registered = true
+		s.mu.Unlock()
 		start := len(b)
 		b = appendHeader(b, 0, frameHeaders, 0, id)
 		b = binary.AppendUvarint(b, timeout)
@@ -190,7 +204,14 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 		b = appendHeader(b, len(out), frameData, flagEndStream, id)
 		return append(b, out...)
 	})
-	if err != nil {
+	switch {
+	case refused:
+		s.recycle(p)
+		return status.Refused("connection is going away")
+	case !registered:
+		s.recycle(p)
+		return status.Refused("connection closed before the call was sent")
+	case err != nil:
 		// The reader fails every pending call once the connection is
 		// closed; wait for it so p is never recycled while shared.
 		s.conn.Close()
@@ -207,6 +228,10 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 	mine := s.calls[id] == p
 	if mine {
 		delete(s.calls, id)
+		if s.abandoned != nil {
+			s.abandoned[id] = struct{}{}
+			release = false
+		}
 	}
 	s.mu.Unlock()
 	if !mine {
@@ -279,6 +304,8 @@ func (s *session) readLoop(br *bufio.Reader) {
 	s.mu.Lock()
 	calls := s.calls
 	s.calls = map[uint32]*pending{}
+	abandoned := len(s.abandoned)
+	s.abandoned = nil
 	s.closeErr = err
 	refusedAbove := uint32(1<<32 - 1)
 	if s.goneAway {
@@ -295,6 +322,9 @@ func (s *session) readLoop(br *bufio.Reader) {
 		p.refused = id > refusedAbove
 		deliver(p)
 	}
+	for range abandoned {
+		<-s.slots
+	}
 	close(s.done)
 }
 
@@ -309,8 +339,9 @@ func (s *session) read(br *bufio.Reader) error {
 		case frameData:
 			s.mu.Lock()
 			p := s.calls[h.stream]
+			want := p != nil && p.data == nil
 			s.mu.Unlock()
-			if p == nil || p.data != nil {
+			if !want {
 				if err := discard(br, int64(h.length)); err != nil {
 					return err
 				}
@@ -328,7 +359,14 @@ func (s *session) read(br *bufio.Reader) error {
 				putBuf(buf)
 				return err
 			}
-			p.data = buf
+			// The caller may have given up meanwhile and recycled p: hand
+			// the message over only while p still waits for this stream.
+			s.mu.Lock()
+			if s.calls[h.stream] == p {
+				p.data, buf = buf, nil
+			}
+			s.mu.Unlock()
+			putBuf(buf)
 		case frameHeaders, frameTrailers, frameGoAway:
 			if h.length > uint32(s.limits.MaxMetadata)+1024 {
 				return fmt.Errorf("frame type %d of %d bytes exceeds the header limit of %d bytes", h.typ, h.length, s.limits.MaxMetadata)
@@ -366,12 +404,12 @@ func (s *session) onControl(h frameHeader, payload []byte) error {
 	d := decoder{b: payload}
 	switch h.typ {
 	case frameHeaders:
+		md := d.md()
 		s.mu.Lock()
-		p := s.calls[h.stream]
-		s.mu.Unlock()
-		if p != nil && p.wantHeader {
-			p.header = d.md()
+		if p := s.calls[h.stream]; p != nil && p.wantHeader {
+			p.header = md
 		}
+		s.mu.Unlock()
 	case frameTrailers:
 		code := d.uvarint()
 		msg := d.bytes()
@@ -382,7 +420,12 @@ func (s *session) onControl(h frameHeader, payload []byte) error {
 		s.mu.Lock()
 		p := s.calls[h.stream]
 		delete(s.calls, h.stream)
+		_, abandoned := s.abandoned[h.stream]
+		delete(s.abandoned, h.stream)
 		s.mu.Unlock()
+		if abandoned {
+			<-s.slots
+		}
 		if p != nil {
 			p.code, p.msg, p.trailer = status.Code(code), string(msg), md
 			p.refused = h.flags&flagRefused != 0
