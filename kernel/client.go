@@ -93,8 +93,8 @@ type endpointConns struct {
 }
 
 type connSlot struct {
-	mu   sync.Mutex // serialises dials
-	sess atomic.Pointer[sessionBox]
+	dialing chan struct{} // a one-token lock that serialises dials; a caller waits for it only until its ctx is done
+	sess    atomic.Pointer[sessionBox]
 }
 
 type sessionBox struct{ s Session }
@@ -167,8 +167,12 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 			return err
 		}
 		err = s.Invoke(ctx, call, req, resp)
-		if err == nil || !status.IsRefused(err) || ctx.Err() != nil {
+		if err == nil || !status.IsRefused(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			// Not run, and no time left to run it elsewhere.
+			return status.FromError(ctx.Err())
 		}
 	}
 	return err
@@ -205,8 +209,12 @@ func (c *Client) session(ctx context.Context) (Session, error) {
 }
 
 func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (Session, error) {
-	slot.mu.Lock()
-	defer slot.mu.Unlock()
+	select {
+	case slot.dialing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, status.FromError(ctx.Err())
+	}
+	defer func() { <-slot.dialing }()
 	if b := slot.sess.Load(); b != nil && b.s.Accepting() {
 		return b.s, nil
 	}
@@ -222,7 +230,19 @@ func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (S
 	if err != nil {
 		return nil, status.Errorf(status.Unavailable, "dial %s: %v", ep.addr, err)
 	}
+	// The handshake knows only its own timeout: close the connection if
+	// the dial's deadline (and so the caller's) passes first.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
 	s, err := c.o.Protocol.NewSession(conn, SessionOptions{Limits: c.o.Limits, Endpoint: ep.addr})
+	if !stop() {
+		if err == nil {
+			s.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, status.FromError(ctx.Err())
+		}
+		return nil, status.Errorf(status.Unavailable, "connect %s: handshake timed out after %v", ep.addr, c.o.DialTimeout)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, status.Errorf(status.Unavailable, "connect %s: %v", ep.addr, err)
@@ -284,7 +304,11 @@ func (c *Client) endpoints(ctx context.Context) ([]*endpointConns, error) {
 		if tr == nil {
 			return nil, status.Errorf(status.Unavailable, "endpoint %s: no transport for scheme %q", f.Address, scheme)
 		}
-		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: make([]connSlot, c.o.ConnsPerEndpoint)})
+		slots := make([]connSlot, c.o.ConnsPerEndpoint)
+		for i := range slots {
+			slots[i].dialing = make(chan struct{}, 1)
+		}
+		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: slots})
 	}
 	for _, e := range old {
 		e.closeIdle()

@@ -1,0 +1,265 @@
+package native
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// stringCodec encodes *string values as their bytes.
+type stringCodec struct{}
+
+func (stringCodec) Name() string { return "string" }
+func (stringCodec) Marshal(dst []byte, v any) ([]byte, error) {
+	return append(dst, *v.(*string)...), nil
+}
+func (stringCodec) Unmarshal(src []byte, v any) error { *v.(*string) = string(src); return nil }
+
+type rawFrame struct {
+	frameHeader
+	payload []byte
+}
+
+// fakePeer is the server end of a session under test, driven by hand.
+type fakePeer struct {
+	t    *testing.T
+	conn net.Conn
+	in   chan rawFrame // frames the session sent
+}
+
+// startSession connects a session to a fake server announcing maxStreams.
+func startSession(t *testing.T, maxStreams uint64) (*session, *fakePeer) {
+	t.Helper()
+	cli, srv := net.Pipe()
+	p := &fakePeer{t: t, conn: srv, in: make(chan rawFrame, 64)}
+	go func() {
+		defer close(p.in)
+		var pre [prefaceLen]byte
+		if _, err := io.ReadFull(srv, pre[:]); err != nil || pre != preface {
+			return
+		}
+		for {
+			var h [headerLen]byte
+			if _, err := io.ReadFull(srv, h[:]); err != nil {
+				return
+			}
+			f := rawFrame{frameHeader: parseHeader(h[:])}
+			f.payload = make([]byte, f.length)
+			if _, err := io.ReadFull(srv, f.payload); err != nil {
+				return
+			}
+			if f.typ != frameSettings {
+				p.in <- f
+			}
+		}
+	}()
+	settings := binary.AppendUvarint(nil, settingMaxStreams)
+	settings = binary.AppendUvarint(settings, maxStreams)
+	go srv.Write(append(appendHeader(preface[:len(preface):len(preface)], len(settings), frameSettings, 0, 0), settings...))
+	s, err := newSession(cli, kernel.SessionOptions{Limits: kernel.Limits{HandshakeTimeout: 5 * time.Second}, Endpoint: "pipe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); srv.Close() })
+	return s, p
+}
+
+// next returns the next frame the session sent.
+func (p *fakePeer) next() rawFrame {
+	p.t.Helper()
+	select {
+	case f, ok := <-p.in:
+		if !ok {
+			p.t.Fatal("session closed the connection")
+		}
+		return f
+	case <-time.After(10 * time.Second):
+		p.t.Fatal("timed out waiting for a frame from the session")
+	}
+	panic("unreachable")
+}
+
+func (p *fakePeer) expect(typ byte, stream uint32) rawFrame {
+	p.t.Helper()
+	f := p.next()
+	if f.typ != typ || f.stream != stream {
+		p.t.Fatalf("got frame type %d on stream %d, want type %d on stream %d", f.typ, f.stream, typ, stream)
+	}
+	return f
+}
+
+func (p *fakePeer) write(b []byte) {
+	p.t.Helper()
+	if _, err := p.conn.Write(b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func trailers(stream uint32, code status.Code) []byte {
+	return appendTrailers(nil, stream, code, "", nil, 0)
+}
+
+func data(stream uint32, msg string) []byte {
+	return append(appendHeader(nil, len(msg), frameData, 0, stream), msg...)
+}
+
+type callResult struct {
+	resp string
+	err  error
+}
+
+func invoke(ctx context.Context, s *session, req string) chan callResult {
+	ch := make(chan callResult, 1)
+	go func() {
+		var resp string
+		err := s.Invoke(ctx, &kernel.ClientCall{Method: "/t.S/M", Codec: stringCodec{}}, &req, &resp)
+		ch <- callResult{resp, err}
+	}()
+	return ch
+}
+
+func wait(t *testing.T, ch chan callResult) callResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for a call")
+	}
+	panic("unreachable")
+}
+
+// TestCancelWhileResponseArrives: a call given up on while its response is
+// half read must not hand that response to a later call that reuses its
+// state.
+func TestCancelWhileResponseArrives(t *testing.T) {
+	s, p := startSession(t, 100)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	r1 := invoke(ctx1, s, "one")
+	p.expect(frameHeaders, 1)
+	p.expect(frameData, 1)
+	stale := "stale response for stream 1"
+	// Half of stream 1's response: the session's reader now waits for the rest.
+	p.write(data(1, stale)[:headerLen+4])
+	cancel1()
+	if r := wait(t, r1); status.CodeOf(r.err) != status.Canceled {
+		t.Fatalf("cancelled call: %v", r.err)
+	}
+	p.expect(frameCancel, 1)
+
+	r2 := invoke(context.Background(), s, "two")
+	p.expect(frameHeaders, 2)
+	p.expect(frameData, 2)
+	var b []byte
+	b = append(b, data(1, stale)[headerLen+4:]...)
+	b = append(b, trailers(1, status.Canceled)...)
+	b = append(b, data(2, "fresh")...)
+	b = append(b, trailers(2, status.OK)...)
+	p.write(b)
+	if r := wait(t, r2); r.err != nil || r.resp != "fresh" {
+		t.Fatalf("second call got %q, %v; want \"fresh\"", r.resp, r.err)
+	}
+}
+
+// TestCancelledCallHoldsItsStream: the server counts a stream until its
+// TRAILERS, so a call given up on keeps its stream slot until then and the
+// session never exceeds the server's max_concurrent_streams.
+func TestCancelledCallHoldsItsStream(t *testing.T) {
+	s, p := startSession(t, 1)
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	r1 := invoke(ctx1, s, "one")
+	p.expect(frameHeaders, 1)
+	p.expect(frameData, 1)
+	cancel1()
+	wait(t, r1)
+	p.expect(frameCancel, 1)
+
+	r2 := invoke(context.Background(), s, "two")
+	select {
+	case f := <-p.in:
+		t.Fatalf("session sent frame type %d on stream %d while the server still ran stream 1", f.typ, f.stream)
+	case <-time.After(100 * time.Millisecond):
+	}
+	p.write(trailers(1, status.Canceled))
+	p.expect(frameHeaders, 2)
+	p.expect(frameData, 2)
+	p.write(append(data(2, "ok"), trailers(2, status.OK)...))
+	if r := wait(t, r2); r.err != nil || r.resp != "ok" {
+		t.Fatalf("second call: %q, %v", r.resp, r.err)
+	}
+}
+
+// TestStreamIDsIncrease: concurrent calls put their stream ids on the wire in
+// increasing order, as the server requires.
+func TestStreamIDsIncrease(t *testing.T) {
+	s, p := startSession(t, 1000)
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp string
+			req := fmt.Sprint(i)
+			s.Invoke(context.Background(), &kernel.ClientCall{Method: "/t.S/M", Codec: stringCodec{}}, &req, &resp)
+		}()
+	}
+	var last uint32
+	var out bytes.Buffer
+	for range n {
+		h := p.next()
+		if h.typ != frameHeaders || h.stream <= last {
+			t.Fatalf("frame type %d on stream %d after stream %d", h.typ, h.stream, last)
+		}
+		last = h.stream
+		d := p.expect(frameData, h.stream)
+		out.Write(data(h.stream, string(d.payload)))
+		out.Write(trailers(h.stream, status.OK))
+	}
+	p.write(out.Bytes())
+	wg.Wait()
+}
+
+// TestGoAwayRefusesLaterStreams: after GOAWAY, calls above the last stream
+// the server will answer fail as refused, calls below it complete, and new
+// calls are refused without being sent.
+func TestGoAwayRefusesLaterStreams(t *testing.T) {
+	s, p := startSession(t, 100)
+	r1 := invoke(context.Background(), s, "one")
+	p.expect(frameHeaders, 1)
+	p.expect(frameData, 1)
+	r2 := invoke(context.Background(), s, "two")
+	p.expect(frameHeaders, 2)
+	p.expect(frameData, 2)
+	ga := binary.AppendUvarint(nil, 1)
+	ga = binary.AppendUvarint(ga, uint64(status.Unavailable))
+	ga = appendString(ga, "draining")
+	p.write(append(appendHeader(nil, len(ga), frameGoAway, 0, 0), ga...))
+	if r := wait(t, r2); !status.IsRefused(r.err) {
+		t.Errorf("call above the go-away line: %v, want refused", r.err)
+	}
+	if s.Accepting() {
+		t.Error("session still accepting after GOAWAY")
+	}
+	if r := wait(t, invoke(context.Background(), s, "three")); !status.IsRefused(r.err) {
+		t.Errorf("call after GOAWAY: %v, want refused", r.err)
+	}
+	p.write(append(data(1, "one"), trailers(1, status.OK)...))
+	if r := wait(t, r1); r.err != nil || r.resp != "one" {
+		t.Errorf("call below the go-away line: %q, %v", r.resp, r.err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("session did not close after its last call")
+	}
+}
