@@ -29,8 +29,8 @@ type Runtime struct {
 	table *ServiceTable
 	log   *slog.Logger
 
-	mu     sync.Mutex // serialises Apply and Shutdown
-	cur    *generation
+	mu     sync.Mutex                // serialises Apply and Shutdown
+	cur    atomic.Pointer[generation] // written under mu; read freely
 	seq    uint64
 	closed bool
 }
@@ -75,37 +75,27 @@ func NewRuntime(cat *Catalog, table *ServiceTable, log *slog.Logger) *Runtime {
 // Generation returns the number of the running generation (0 before the
 // first Apply).
 func (r *Runtime) Generation() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil {
-		return 0
+	if g := r.cur.Load(); g != nil {
+		return g.id
 	}
-	return r.cur.id
+	return 0
 }
 
 // Endpoints returns the addresses the running generation listens on, with
 // ports that were chosen by the system filled in.
 func (r *Runtime) Endpoints() []Endpoint {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil {
-		return nil
+	if g := r.cur.Load(); g != nil {
+		return g.endpoints()
 	}
-	eps := make([]Endpoint, len(r.cur.listeners))
-	for i, l := range r.cur.listeners {
-		eps[i] = l.endpoint
-	}
-	return eps
+	return nil
 }
 
 // Config returns the running generation's configuration, or nil.
 func (r *Runtime) Config() *Config {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil {
-		return nil
+	if g := r.cur.Load(); g != nil {
+		return g.cfg
 	}
-	return r.cur.cfg
+	return nil
 }
 
 // Apply makes cfg the running configuration; see Runtime. It returns once
@@ -131,12 +121,12 @@ func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
 		g.stop()
 		return err
 	}
-	old := r.cur
+	old := r.cur.Load()
 	// Swap: new connections on every listener now reach the new generation.
 	for _, l := range g.listeners {
 		l.shared.handler.Store(&serverBox{l.server})
 	}
-	r.cur = g
+	r.cur.Store(g)
 	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
 	if old != nil {
 		r.retire(old, g)
@@ -152,11 +142,10 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
-	if r.cur == nil {
+	old := r.cur.Swap(nil)
+	if old == nil {
 		return nil
 	}
-	old := r.cur
-	r.cur = nil
 	return r.drain(ctx, old, nil)
 }
 
@@ -245,8 +234,8 @@ func (g *generation) own(v any) {
 // where they are unchanged.
 func (r *Runtime) start(ctx context.Context, g *generation) error {
 	reusable := map[string]*sharedListener{}
-	if r.cur != nil {
-		for _, l := range r.cur.listeners {
+	if cur := r.cur.Load(); cur != nil {
+		for _, l := range cur.listeners {
 			if l.key != "" {
 				reusable[l.key] = l.shared
 			}
