@@ -29,7 +29,7 @@ type Runtime struct {
 	table *ServiceTable
 	log   *slog.Logger
 
-	mu     sync.Mutex                // serialises Apply and Shutdown
+	mu     sync.Mutex                 // serialises Apply and Shutdown
 	cur    atomic.Pointer[generation] // written under mu; read freely
 	seq    uint64
 	closed bool
