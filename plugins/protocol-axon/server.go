@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/axonrpc/axon/kernel"
@@ -31,25 +30,16 @@ type server struct {
 
 func newServer(d *kernel.Dispatcher, idle time.Duration) *server {
 	return &server{d: d, limits: d.Limits(), conns: make(map[*serverConn]struct{}),
-		workers: workerPool{idle: idle, work: make(chan task), quit: make(chan struct{})}}
+		workers: workerPool{idle: idle, work: make(chan *sstream), quit: make(chan struct{})}}
 }
 
 // serverConn is one accepted connection.
 type serverConn struct {
-	srv  *server
-	conn net.Conn
-	br   *bufio.Reader // read by one goroutine at a time: whoever holds the reading role
-	w    *writer
-
-	// The reader runs a ready call inline when nothing else is buffered.
-	// inline is the episode number of such a run (0 when the reader is
-	// reading); if the run outlasts inlineFor, the handoff timer takes the
-	// reading role. Whoever swaps inline from the episode back to 0 reads.
-	inline  atomic.Uint64
-	episode uint64 // owned by the reader
-	handoff *time.Timer
-	ctx     context.Context // cancelled when the connection ends
-	cancel  context.CancelFunc
+	srv    *server
+	conn   net.Conn
+	w      *writer
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
 
 	mu        sync.Mutex
 	streams   map[uint32]*sstream
@@ -79,20 +69,18 @@ type sstream struct {
 
 var sstreamPool = sync.Pool{New: func() any { return new(sstream) }}
 
-// ServeConn implements kernel.ServerConn. It returns once the connection is
-// closed or its reading has passed to a pooled goroutine (see serve).
+// ServeConn implements kernel.ServerConn.
 func (s *server) ServeConn(conn net.Conn) {
-	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream),
-		br: bufio.NewReaderSize(conn, 32<<10)}
+	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.handoff = time.AfterFunc(time.Hour, c.takeOver)
-	c.handoff.Stop()
+	defer c.cancel()
+	defer conn.Close()
+
+	br := bufio.NewReaderSize(conn, 32<<10)
 	conn.SetReadDeadline(time.Now().Add(s.limits.HandshakeTimeout))
 	var pre [prefaceLen]byte
-	if _, err := io.ReadFull(c.br, pre[:]); err != nil || pre != preface {
+	if _, err := io.ReadFull(br, pre[:]); err != nil || pre != preface {
 		// Not an Axon peer, or an unsupported version: say nothing more.
-		c.cancel()
-		conn.Close()
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
@@ -107,8 +95,6 @@ func (s *server) ServeConn(conn net.Conn) {
 		b = appendHeader(b, len(settings), frameSettings, 0, 0)
 		return append(b, settings...)
 	}); err != nil {
-		c.cancel()
-		conn.Close()
 		return
 	}
 
@@ -116,6 +102,11 @@ func (s *server) ServeConn(conn net.Conn) {
 	shut := s.shutdown
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
 	if shut {
 		// Accepted in the moment before a swap: send the peer elsewhere
 		// without failing any call, and close once it had time to read.
@@ -129,74 +120,28 @@ func (s *server) ServeConn(conn net.Conn) {
 			conn.Close()
 		}()
 	}
-	c.serve()
+	err := c.readLoop(br)
+	c.w.fail(errConnClosed)
+	c.mu.Lock()
+	for _, st := range c.streams {
+		if st.cancel != nil {
+			st.cancel()
+		}
+	}
+	c.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.d.Logger().Debug("connection closed", "peer", conn.RemoteAddr().String(), "err", err)
+	}
 }
 
 var errConnClosed = errors.New("connection closed")
 
-// serve reads frames until the connection ends. A call that is ready when
-// nothing else is buffered runs inline on the reading goroutine, which then
-// goes on reading: one call in flight costs no goroutine hand-off. If the call
-// runs longer than inlineFor, the handoff timer takes over the reading on
-// another goroutine, so a slow handler never stalls the connection.
-func (c *serverConn) serve() {
-	for {
-		st, err := c.readLoop()
-		if st == nil {
-			c.closeDown(err)
-			return
-		}
-		c.episode++
-		ep := c.episode
-		c.inline.Store(ep)
-		c.handoff.Reset(inlineFor)
-		st.handle()
-		c.handoff.Stop()
-		if !c.inline.CompareAndSwap(ep, 0) {
-			return // the timer handed the reading to another goroutine
-		}
-	}
-}
-
-// inlineFor is how long a call may run inline on the reading goroutine
-// before reading moves to another goroutine.
-const inlineFor = 200 * time.Microsecond
-
-// takeOver runs when an inline call outlasts inlineFor: it becomes the
-// reader, unless the inline call finished first.
-func (c *serverConn) takeOver() {
-	ep := c.inline.Load()
-	if ep != 0 && c.inline.CompareAndSwap(ep, 0) {
-		c.srv.workers.run(task{conn: c})
-	}
-}
-
-// closeDown ends the connection after its reader failed: later writes fail,
-// and the contexts of calls still running are cancelled.
-func (c *serverConn) closeDown(err error) {
-	c.w.fail(errConnClosed)
-	c.conn.Close()
-	c.cancel()
-	c.handoff.Stop()
-	s := c.srv
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		s.d.Logger().Debug("connection closed", "peer", c.conn.RemoteAddr().String(), "err", err)
-	}
-}
-
-// readLoop reads frames. It returns a call that is ready to run when nothing
-// else is buffered (the caller runs it), or the error that ended the
-// connection; ready calls found while more input is buffered go to workers.
-func (c *serverConn) readLoop() (*sstream, error) {
-	br := c.br
+func (c *serverConn) readLoop(br *bufio.Reader) error {
 	var hdr [headerLen]byte
 	lim := c.srv.limits
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return nil, err
+			return err
 		}
 		h := parseHeader(hdr[:])
 		switch h.typ {
@@ -204,27 +149,20 @@ func (c *serverConn) readLoop() (*sstream, error) {
 			if h.length > uint32(lim.MaxMetadata) {
 				c.reject(h.stream, status.Errorf(status.ResourceExhausted, "header block of %d bytes exceeds the limit of %d bytes", h.length, lim.MaxMetadata), false)
 				if err := discard(br, int64(h.length)); err != nil {
-					return nil, err
+					return err
 				}
 				continue
 			}
 			if err := c.onHeaders(br, h); err != nil {
-				return nil, err
+				return err
 			}
 		case frameData:
-			st, err := c.onData(br, h)
-			if err != nil {
-				return nil, err
-			}
-			if st != nil {
-				if br.Buffered() == 0 {
-					return st, nil
-				}
-				c.srv.workers.run(task{st: st})
+			if err := c.onData(br, h); err != nil {
+				return err
 			}
 		case frameCancel:
 			if err := discard(br, int64(h.length)); err != nil {
-				return nil, err
+				return err
 			}
 			var cancel context.CancelFunc
 			c.mu.Lock()
@@ -237,11 +175,11 @@ func (c *serverConn) readLoop() (*sstream, error) {
 			}
 		case framePing:
 			if h.length != 8 {
-				return nil, fmt.Errorf("ping payload of %d bytes, want 8", h.length)
+				return fmt.Errorf("ping payload of %d bytes, want 8", h.length)
 			}
 			var p [8]byte
 			if _, err := io.ReadFull(br, p[:]); err != nil {
-				return nil, err
+				return err
 			}
 			if h.flags&flagAck == 0 {
 				c.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
@@ -250,7 +188,7 @@ func (c *serverConn) readLoop() (*sstream, error) {
 			// SETTINGS, GOAWAY from a client and unknown types are skipped,
 			// so later versions can add frames.
 			if err := discard(br, int64(h.length)); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
@@ -325,7 +263,7 @@ func (c *serverConn) codecFor(name []byte) (kernel.Codec, error) {
 // onData receives a request message; a unary call starts when it arrives.
 // The reader goroutine owns a stream from its HEADERS until it hands it to a
 // worker here; later DATA frames on a started stream are skipped.
-func (c *serverConn) onData(br *bufio.Reader, h frameHeader) (*sstream, error) {
+func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 	c.mu.Lock()
 	st := c.streams[h.stream]
 	ok := st != nil && !st.started
@@ -335,20 +273,20 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) (*sstream, error) {
 	c.mu.Unlock()
 	if !ok {
 		// Cancelled, finished, already started or unknown: skip its bytes.
-		return nil, discard(br, int64(h.length))
+		return discard(br, int64(h.length))
 	}
 	if h.length > uint32(c.srv.limits.MaxMessage) {
 		// Answer first, then skip the bytes: nothing is allocated for them.
 		c.finish(st, status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", h.length, c.srv.limits.MaxMessage))
-		return nil, discard(br, int64(h.length))
+		return discard(br, int64(h.length))
 	}
 	st.req = getBuf(int(h.length))
 	if _, err := io.ReadFull(br, *st.req); err != nil {
-		return nil, err
+		return err
 	}
 	if h.flags&flagEndStream == 0 {
 		c.finish(st, status.New(status.Internal, "a unary request must end its stream"))
-		return nil, nil
+		return nil
 	}
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -360,7 +298,8 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) (*sstream, error) {
 	c.mu.Lock()
 	st.ctx, st.cancel = ctx, cancel
 	c.mu.Unlock()
-	return st, nil
+	c.srv.workers.run(st)
+	return nil
 }
 
 // handle runs a unary call on a worker goroutine.
@@ -377,7 +316,13 @@ func (st *sstream) handle() {
 	putBuf(st.req)
 	st.req = nil
 	if err != nil {
-		c.finish(st, status.Errorf(status.Internal, "decode request of %s: %v", st.route.Method.FullName, err))
+		// A codec's own status (such as FAILED_PRECONDITION for a schema
+		// mismatch) is the call's; anything else is INTERNAL.
+		var se *status.Error
+		if !errors.As(err, &se) {
+			se = status.Errorf(status.Internal, "decode request of %s: %v", st.route.Method.FullName, err)
+		}
+		c.finish(st, se)
 		return
 	}
 	resp, err := c.srv.d.HandleUnary(ctx, st.route, req)
@@ -548,48 +493,32 @@ func (s *server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// task is a worker's unit of work: run a call, or take over reading a
-// connection.
-type task struct {
-	st   *sstream
-	conn *serverConn
-}
-
-func (t task) run() {
-	if t.st != nil {
-		t.st.handle()
-	} else {
-		t.conn.serve()
-	}
-}
-
-// workerPool runs tasks on goroutines that are reused, so their stacks, once
-// grown, stay grown, and a call costs no new goroutine. An idle worker exits
-// after idle.
+// workerPool runs calls on goroutines that are reused across calls, so
+// their stacks, once grown, stay grown. An idle worker exits after idle.
 type workerPool struct {
 	idle time.Duration
-	work chan task
+	work chan *sstream
 	quit chan struct{} // closed by stop
 	once sync.Once
 }
 
-func (p *workerPool) run(t task) {
+func (p *workerPool) run(st *sstream) {
 	select {
-	case p.work <- t:
+	case p.work <- st:
 	default:
-		go p.worker(t)
+		go p.worker(st)
 	}
 }
 
-func (p *workerPool) worker(t task) {
-	timer := time.NewTimer(p.idle)
-	defer timer.Stop()
+func (p *workerPool) worker(st *sstream) {
+	t := time.NewTimer(p.idle)
+	defer t.Stop()
 	for {
-		t.run()
-		timer.Reset(p.idle)
+		st.handle()
+		t.Reset(p.idle)
 		select {
-		case t = <-p.work:
-		case <-timer.C:
+		case st = <-p.work:
+		case <-t.C:
 			return
 		case <-p.quit:
 			return
@@ -597,6 +526,5 @@ func (p *workerPool) worker(t task) {
 	}
 }
 
-// stop makes idle workers exit; busy ones exit after their task. Tasks run
-// after stop get a goroutine of their own.
+// stop makes idle workers exit; busy ones exit after their call.
 func (p *workerPool) stop() { p.once.Do(func() { close(p.quit) }) }
