@@ -147,6 +147,16 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 		switch h.typ {
 		case frameHeaders:
 			if h.length > uint32(lim.MaxMetadata) {
+				// The stream is refused, but its id is used up all the same.
+				c.mu.Lock()
+				ok := h.stream > c.lastID
+				if ok {
+					c.lastID = h.stream
+				}
+				c.mu.Unlock()
+				if !ok {
+					return fmt.Errorf("stream id %d is not above the last one", h.stream)
+				}
 				c.reject(h.stream, status.Errorf(status.ResourceExhausted, "header block of %d bytes exceeds the limit of %d bytes", h.length, lim.MaxMetadata), false)
 				if err := discard(br, int64(h.length)); err != nil {
 					return err
