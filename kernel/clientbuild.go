@@ -28,7 +28,8 @@ func (b *BuiltClient) Close() error {
 
 // BuildClient builds a client for target from cfg's client section, codec
 // and registry, with plugins from cat. Every registered transport is
-// available for dialing, with its default options. A target containing
+// available for dialing, with its default options, under its URL scheme
+// (see Schemer). A target containing
 // "://" is an endpoint address; anything else is a service name resolved by
 // the registry.
 func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*BuiltClient, error) {
@@ -78,7 +79,7 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 			continue
 		}
 		own(tr)
-		o.Transports[name] = tr
+		o.Transports[schemeOf(name, tr)] = tr
 	}
 	for i, pc := range cfg.Client.Interceptors {
 		path := fmt.Sprintf("client.interceptors[%d]", i)

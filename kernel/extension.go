@@ -16,6 +16,21 @@ type Transport interface {
 	Dial(ctx context.Context, address string) (net.Conn, error)
 }
 
+// Schemer is implemented by a transport whose endpoint addresses use a URL
+// scheme other than its plugin name, such as "unix" for the uds transport.
+type Schemer interface {
+	Scheme() string
+}
+
+// schemeOf returns the URL scheme of endpoints served by tr, which the
+// catalog knows as name.
+func schemeOf(name string, tr Transport) string {
+	if s, ok := tr.(Schemer); ok {
+		return s.Scheme()
+	}
+	return name
+}
+
 // Protocol frames and dispatches calls on connections. An instance is built
 // per generation; it must be safe for concurrent use.
 type Protocol interface {

@@ -47,6 +47,7 @@ type generation struct {
 type boundListener struct {
 	key       string
 	transport Transport
+	scheme    string // of the endpoint URL
 	shared    *sharedListener
 	server    ServerConn
 	endpoint  Endpoint
@@ -209,7 +210,8 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 			key:       key,
 			transport: tr,
 			server:    proto.NewServer(g.disp),
-			endpoint:  Endpoint{Address: lc.Transport + "://" + lc.Address},
+			scheme:    schemeOf(lc.Transport, tr),
+			endpoint:  Endpoint{Address: schemeOf(lc.Transport, tr) + "://" + lc.Address},
 		})
 	}
 	return g, nil
@@ -246,7 +248,7 @@ func (r *Runtime) start(ctx context.Context, g *generation) error {
 		lc := g.cfg.Listen[i]
 		if sl, ok := reusable[l.key]; ok && l.key != "" {
 			l.shared = sl
-			l.endpoint.Address = lc.Transport + "://" + sl.ln.Addr().String()
+			l.endpoint.Address = l.scheme + "://" + sl.ln.Addr().String()
 			continue
 		}
 		ln, err := l.transport.Listen(ctx, lc.Address)
@@ -257,7 +259,7 @@ func (r *Runtime) start(ctx context.Context, g *generation) error {
 			return fmt.Errorf("config: listen[%d]: %s %s: %w", i, lc.Transport, lc.Address, err)
 		}
 		l.shared = &sharedListener{ln: ln, done: make(chan struct{}), log: r.log}
-		l.endpoint.Address = lc.Transport + "://" + ln.Addr().String()
+		l.endpoint.Address = l.scheme + "://" + ln.Addr().String()
 		opened = append(opened, l.shared)
 	}
 	for _, sl := range opened {
