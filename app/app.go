@@ -7,6 +7,7 @@ import (
 
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
 )
@@ -17,4 +18,5 @@ var Plugins = fx.Options(
 	native.Module,
 	protocodec.Module,
 	static.Module,
+	local.Module,
 )

@@ -81,8 +81,10 @@ type Client struct {
 	mu       sync.Mutex
 	eps      []*endpointConns
 	resolved time.Time
+	watched  bool // a Watcher keeps eps up to date
 	closed   bool
 	next     atomic.Uint64
+	stop     context.CancelFunc // ends the watch
 }
 
 type endpointConns struct {
@@ -118,9 +120,14 @@ func NewClient(o ClientOptions) (*Client, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Limits = o.Limits.WithDefaults()
-	c := &Client{o: o}
+	c := &Client{o: o, stop: func() {}}
 	c.pool.New = func() any { return new(ClientCall) }
 	c.invoke = chainClient(o.Interceptors, c.send)
+	if w, ok := o.Resolver.(Watcher); ok {
+		var ctx context.Context
+		ctx, c.stop = context.WithCancel(context.Background())
+		go c.watch(ctx, w)
+	}
 	return c, nil
 }
 
@@ -178,35 +185,47 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 	return err
 }
 
-// session returns an accepting session, dialing one if needed.
+// session returns an accepting session, dialing one if needed. When no
+// endpoint can be reached, the endpoints are resolved again and tried again
+// a few times within ctx: a server may have moved, and a call that was never
+// sent is safe to send elsewhere.
 func (c *Client) session(ctx context.Context) (Session, error) {
-	eps, err := c.endpoints(ctx)
-	if err != nil {
-		return nil, err
-	}
-	n := c.next.Add(1)
 	var lastErr error
-	// Try each endpoint once, starting at the round-robin position.
-	for i := range eps {
-		ep := eps[(int(n)+i)%len(eps)]
-		slot := &ep.slots[int(n/uint64(len(eps)))%len(ep.slots)]
-		if b := slot.sess.Load(); b != nil && b.s.Accepting() {
-			return b.s, nil
+	for attempt := range connectAttempts {
+		eps, err := c.endpoints(ctx, attempt > 0)
+		if err != nil {
+			return nil, err
 		}
-		s, err := c.dial(ctx, ep, slot)
-		if err == nil {
-			return s, nil
+		n := c.next.Add(1)
+		// Try each endpoint once, starting at the round-robin position.
+		for i := range eps {
+			ep := eps[(int(n)+i)%len(eps)]
+			slot := &ep.slots[int(n/uint64(len(eps)))%len(ep.slots)]
+			if b := slot.sess.Load(); b != nil && b.s.Accepting() {
+				return b.s, nil
+			}
+			s, err := c.dial(ctx, ep, slot)
+			if err == nil {
+				return s, nil
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, status.FromError(ctx.Err())
+			}
 		}
-		lastErr = err
-		if ctx.Err() != nil {
-			break
+		t := time.NewTimer(time.Duration(10<<attempt) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, status.FromError(ctx.Err())
+		case <-t.C:
 		}
-	}
-	if ctx.Err() != nil {
-		return nil, status.FromError(ctx.Err())
 	}
 	return nil, lastErr
 }
+
+// connectAttempts bounds how often session resolves and dials again.
+const connectAttempts = 4
 
 func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (Session, error) {
 	select {
@@ -263,36 +282,41 @@ func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (S
 // the target again.
 const resolveEvery = 5 * time.Second
 
-func (c *Client) endpoints(ctx context.Context) ([]*endpointConns, error) {
+// endpoints returns the target's endpoints, resolving them when they are
+// unknown, older than resolveEvery (unless a watch keeps them fresh), or
+// refresh is set.
+func (c *Client) endpoints(ctx context.Context, refresh bool) ([]*endpointConns, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, status.New(status.Unavailable, "client is closed")
 	}
-	if c.eps != nil && time.Since(c.resolved) < resolveEvery {
+	if c.eps != nil && !refresh && (c.watched || time.Since(c.resolved) < resolveEvery) {
 		return c.eps, nil
 	}
-	var found []Endpoint
 	if c.o.Resolver == nil {
-		found = []Endpoint{{Address: c.o.Target}}
-	} else {
-		var err error
-		found, err = c.o.Resolver.Resolve(ctx, c.o.Target)
-		if err != nil {
-			if c.eps != nil {
-				return c.eps, nil // keep serving from the last known set
-			}
-			return nil, status.Errorf(status.Unavailable, "resolve %s: %v", c.o.Target, err)
+		return c.setLocked([]Endpoint{{Address: c.o.Target}})
+	}
+	found, err := c.o.Resolver.Resolve(ctx, c.o.Target)
+	if err != nil {
+		if c.eps != nil {
+			return c.eps, nil // keep serving from the last known set
 		}
+		return nil, status.Errorf(status.Unavailable, "resolve %s: %v", c.o.Target, err)
 	}
-	if len(found) == 0 {
-		return nil, status.Errorf(status.Unavailable, "resolve %s: no endpoints", c.o.Target)
-	}
+	return c.setLocked(found)
+}
+
+// setLocked makes found the endpoint set, keeping the connections of
+// endpoints that stay; c.mu is held. Connections to endpoints that left
+// finish their calls in flight before they close.
+func (c *Client) setLocked(found []Endpoint) ([]*endpointConns, error) {
 	old := make(map[string]*endpointConns, len(c.eps))
 	for _, e := range c.eps {
 		old[e.addr] = e
 	}
 	eps := make([]*endpointConns, 0, len(found))
+	var skipped []string
 	for _, f := range found {
 		if e, ok := old[f.Address]; ok {
 			eps = append(eps, e)
@@ -302,7 +326,8 @@ func (c *Client) endpoints(ctx context.Context) ([]*endpointConns, error) {
 		scheme, addr := SplitAddress(f.Address)
 		tr := c.o.Transports[scheme]
 		if tr == nil {
-			return nil, status.Errorf(status.Unavailable, "endpoint %s: no transport for scheme %q", f.Address, scheme)
+			skipped = append(skipped, f.Address)
+			continue
 		}
 		slots := make([]connSlot, c.o.ConnsPerEndpoint)
 		for i := range slots {
@@ -310,11 +335,61 @@ func (c *Client) endpoints(ctx context.Context) ([]*endpointConns, error) {
 		}
 		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: slots})
 	}
+	if len(eps) == 0 {
+		if len(skipped) > 0 {
+			return nil, status.Errorf(status.Unavailable, "resolve %s: no transport for endpoints %v", c.o.Target, skipped)
+		}
+		return nil, status.Errorf(status.Unavailable, "resolve %s: no endpoints", c.o.Target)
+	}
 	for _, e := range old {
-		e.closeIdle()
+		go e.retire()
 	}
 	c.eps, c.resolved = eps, time.Now()
 	return eps, nil
+}
+
+// watch follows a Watcher's updates until ctx is done.
+func (c *Client) watch(ctx context.Context, w Watcher) {
+	err := w.Watch(ctx, c.o.Target, func(found []Endpoint) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed {
+			return
+		}
+		if _, err := c.setLocked(found); err != nil {
+			c.o.Logger.Debug("endpoint update ignored", "target", c.o.Target, "err", err)
+			return
+		}
+		c.watched = true
+	})
+	if err != nil && ctx.Err() == nil {
+		c.o.Logger.Warn("watch failed; resolving periodically instead", "target", c.o.Target, "err", err)
+	}
+	c.mu.Lock()
+	c.watched = false
+	c.mu.Unlock()
+}
+
+// retireGrace bounds how long connections to a removed endpoint wait for
+// their calls before they close.
+const retireGrace = time.Minute
+
+// retire closes the endpoint's connections once their calls have ended.
+func (e *endpointConns) retire() {
+	deadline := time.Now().Add(retireGrace)
+	for i := range e.slots {
+		b := e.slots[i].sess.Load()
+		if b == nil {
+			continue
+		}
+		for b.s.InFlight() > 0 && time.Now().Before(deadline) {
+			select {
+			case <-b.s.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		b.s.Close()
+	}
 }
 
 func (e *endpointConns) closeIdle() {
@@ -327,6 +402,7 @@ func (e *endpointConns) closeIdle() {
 
 // Close closes every connection; calls in flight fail with UNAVAILABLE.
 func (c *Client) Close() error {
+	c.stop()
 	c.mu.Lock()
 	c.closed = true
 	eps := c.eps

@@ -122,6 +122,15 @@ type Resolver interface {
 	Resolve(ctx context.Context, service string) ([]Endpoint, error)
 }
 
+// Watcher is implemented by a resolver that reports changes as they happen.
+// A client whose resolver is a Watcher follows the updates instead of
+// resolving again every few seconds.
+type Watcher interface {
+	// Watch calls update with the endpoints of service now and whenever
+	// they change, until ctx is done. update is never called concurrently.
+	Watch(ctx context.Context, service string, update func([]Endpoint)) error
+}
+
 // Registry is a Resolver that servers can also publish themselves to.
 type Registry interface {
 	Resolver

@@ -285,8 +285,9 @@ func (r *Runtime) retire(old, next *generation) {
 	}
 }
 
-// drain closes old's listeners that next does not reuse, tells old's
-// connections to go away, waits for their calls, and stops old's plugins.
+// drain deregisters old's endpoints, tells old's connections to go away,
+// waits for their calls, closes old's listeners that next does not reuse,
+// and stops old's plugins.
 func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 	kept := map[*sharedListener]bool{}
 	if next != nil {
@@ -297,11 +298,6 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 	if reg, ok := old.resolver.(Registry); ok && len(old.listeners) > 0 {
 		if err := reg.Deregister(ctx, old.cfg.Service, old.endpoints()); err != nil {
 			r.log.Warn("deregister failed", "service", old.cfg.Service, "err", err)
-		}
-	}
-	for _, l := range old.listeners {
-		if !kept[l.shared] {
-			l.shared.close()
 		}
 	}
 	start := time.Now()
@@ -315,6 +311,13 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 		}()
 	}
 	wg.Wait()
+	// Listeners close last: until then a client that still dials the old
+	// address is told to go away, which it retries, instead of failing.
+	for _, l := range old.listeners {
+		if !kept[l.shared] {
+			l.shared.close()
+		}
+	}
 	old.stop()
 	r.log.Info("generation stopped", "generation", old.id, "drain", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)
