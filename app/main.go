@@ -1,7 +1,9 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +24,8 @@ import (
 )
 
 const usage = `usage:
-  axon serve --config FILE                 serve the configured services until SIGINT or SIGTERM
+  axon serve --config FILE [--watch=false] serve the configured services until SIGINT or SIGTERM;
+                                           a changed config file (or SIGHUP) is applied as a new generation
   axon call  --config FILE [--target T] [--timeout D] METHOD JSON
                                            call METHOD (pkg.Service/Method) with a JSON request
 
@@ -64,6 +67,7 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (YAML)")
+	watch := fs.Bool("watch", true, "apply the config file again when it changes")
 	if err := fs.Parse(args); err != nil || *path == "" {
 		fmt.Fprint(stderr, "axon serve: --config FILE is required\n")
 		return 2
@@ -99,13 +103,33 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			reload(rt, *path, log)
-			continue
+	changed := make(chan struct{}, 1)
+	if *watch {
+		wctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		if err := watchFile(wctx, *path, log, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}); err != nil {
+			log.Warn("not watching the config file; SIGHUP still reloads it", "err", err)
 		}
-		log.Info("draining", "signal", sig.String(), "timeout", rt.Config().Server.DrainTimeout)
-		break
+	}
+loop:
+	for {
+		select {
+		case <-changed:
+			log.Info("config file changed", "path", *path)
+			reload(rt, *path, log)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(rt, *path, log)
+				continue
+			}
+			log.Info("draining", "signal", sig.String(), "timeout", rt.Config().Server.DrainTimeout)
+			break loop
+		}
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), rt.Config().Server.DrainTimeout)
 	defer cancel()
@@ -188,12 +212,16 @@ func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprintf(stderr, "ERROR:\n  Code: %s\n  Message: %s\n", se.Code(), se.Message())
 		return 1
 	}
-	out, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
+	out, err := protojson.Marshal(resp)
 	if err != nil {
 		fmt.Fprintf(stderr, "axon call: %v\n", errors.Unwrap(err))
 		return 1
 	}
-	fmt.Fprintln(stdout, string(out))
+	// protojson varies its whitespace from build to build on purpose;
+	// indent it the same way every time, for people and scripts.
+	var pretty bytes.Buffer
+	json.Indent(&pretty, out, "", "  ")
+	fmt.Fprintln(stdout, pretty.String())
 	return 0
 }
 

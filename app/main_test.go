@@ -107,7 +107,7 @@ func TestServeAndCall(t *testing.T) {
 	writeConfig(t, cfg, port, "")
 
 	logs := newSyncBuffer()
-	srv := exec.Command(bin, "serve", "--config", cfg)
+	srv := exec.Command(bin, "serve", "--config", cfg, "--watch=false")
 	srv.Stderr = logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -199,5 +199,47 @@ func TestServeRejectsBadConfig(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, c.want)
 			}
 		})
+	}
+}
+
+// TestServeWatchesConfig: an editor that writes a temporary file and renames
+// it over the config makes the running server apply it; a broken write is
+// rejected and the old generation keeps serving.
+func TestServeWatchesConfig(t *testing.T) {
+	bin := axonBin(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "axon.yaml")
+	port := freePort(t)
+	writeConfig(t, cfg, port, "")
+	logs := newSyncBuffer()
+	srv := exec.Command(bin, "serve", "--config", cfg)
+	srv.Stderr = logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Signal(syscall.SIGTERM); srv.Wait() })
+	waitFor(t, "the listening log line", func() bool { return strings.Contains(logs.String(), "msg=listening") })
+
+	editorWrite := func(content string) {
+		tmp := filepath.Join(dir, ".axon.yaml.swp")
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	editorWrite("service: echo\nlisten: [{transport: tcp, address: 7}]\ntls: {mode: nope}\n")
+	waitFor(t, "the rejected reload", func() bool { return strings.Contains(logs.String(), "reload rejected") })
+	good := filepath.Join(dir, "good.yaml")
+	writeConfig(t, good, port, "")
+	if r := run(t, bin, "call", "--config", good, "axon.example.v1.Echo/Say", `{"text":"still"}`); r.code != 0 {
+		t.Fatalf("call after a rejected change: exit %d: %s", r.code, r.stderr)
+	}
+	content, _ := os.ReadFile(good)
+	editorWrite(string(content) + "log: {level: debug}\n")
+	waitFor(t, "the applied change", func() bool { return strings.Contains(logs.String(), "reloaded generation=2") })
+	if r := run(t, bin, "call", "--config", good, "axon.example.v1.Echo/Say", `{"text":"new"}`); r.code != 0 {
+		t.Fatalf("call after the change: exit %d: %s", r.code, r.stderr)
 	}
 }
