@@ -169,7 +169,8 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 	var err error
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
 		var s Session
-		s, err = c.session(ctx)
+		// A refusal often means the server is moving: look again first.
+		s, err = c.session(ctx, attempt > 0)
 		if err != nil {
 			return err
 		}
@@ -189,10 +190,10 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 // endpoint can be reached, the endpoints are resolved again and tried again
 // a few times within ctx: a server may have moved, and a call that was never
 // sent is safe to send elsewhere.
-func (c *Client) session(ctx context.Context) (Session, error) {
+func (c *Client) session(ctx context.Context, refresh bool) (Session, error) {
 	var lastErr error
 	for attempt := range connectAttempts {
-		eps, err := c.endpoints(ctx, attempt > 0)
+		eps, err := c.endpoints(ctx, refresh || attempt > 0)
 		if err != nil {
 			return nil, err
 		}

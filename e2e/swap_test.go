@@ -1,0 +1,204 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/axonrpc/axon/kernel"
+	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	local "github.com/axonrpc/axon/plugins/registry-local"
+	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+)
+
+// swapStep is one generation of the swap test: where the server listens.
+type swapStep struct {
+	transport string
+	addr      string // a template; %s is a per-test temporary folder
+}
+
+// swapFactories are the transports the swap test moves between.
+var swapFactories = []kernel.Factory{tcp.Factory}
+
+var swapSteps = []swapStep{
+	{"tcp", "127.0.0.1:0"},
+	{"tcp", "127.0.0.1:0"},
+	{"tcp", "127.0.0.1:0"},
+}
+
+func swapConfig(st swapStep, dir string) string {
+	addr := st.addr
+	if slices.Contains([]rune(addr), '%') {
+		addr = fmt.Sprintf(addr, dir)
+	}
+	return fmt.Sprintf(`service: swap
+tls: {mode: "off"}
+listen: [{transport: %s, address: %q}]
+registry: {use: local, options: {dir: %q, debounce: 5ms}}
+server: {drain_timeout: 10s}
+`, st.transport, addr, dir+"/registry")
+}
+
+func countFDs() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return len(fds)
+}
+
+// TestHotSwapUnderLoad moves a running server from listener to listener
+// while clients call it without pause: no call may fail, the old address
+// must close after its drain, and goroutines and file descriptors return to
+// their baseline after each swap. p99 latency during swaps against steady
+// state is logged (a measurement, not an assertion).
+func TestHotSwapUnderLoad(t *testing.T) {
+	dir, err := os.MkdirTemp("", "axsw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cat, err := kernel.NewCatalog(append([]kernel.Factory{native.Factory, protocodec.Factory, local.Factory}, swapFactories...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := newTestService()
+	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc.desc()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := kernel.NewRuntime(cat, table, nil)
+	defer rt.Shutdown(context.Background())
+	apply := func(st swapStep) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := rt.Apply(ctx, parseConfig(t, swapConfig(st, dir))); err != nil {
+			t.Fatalf("apply %v: %v", st, err)
+		}
+	}
+	apply(swapSteps[0])
+
+	client, err := kernel.BuildClient(cat, parseConfig(t, swapConfig(swapSteps[0], dir)), "swap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+
+	// Load: callers in a closed loop; gate pauses them between steps.
+	const callers = 8
+	var (
+		gate     sync.RWMutex
+		stop     atomic.Bool
+		calls    atomic.Int64
+		failures atomic.Int64
+		firstErr atomic.Value
+		swapping atomic.Bool
+		latMu    sync.Mutex
+		steady   []time.Duration
+		during   []time.Duration
+		wg       sync.WaitGroup
+	)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine, mineSwap []time.Duration
+			for n := 0; !stop.Load(); n++ {
+				gate.RLock()
+				inSwap := swapping.Load()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				start := time.Now()
+				text := fmt.Sprintf("%d-%d", i, n)
+				got, err := say(ctx, client, mEcho, text)
+				d := time.Since(start)
+				cancel()
+				gate.RUnlock()
+				calls.Add(1)
+				if err == nil && got != text {
+					err = fmt.Errorf("got %q, want %q", got, text)
+				}
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				if inSwap || swapping.Load() {
+					mineSwap = append(mineSwap, d)
+				} else {
+					mine = append(mine, d)
+				}
+			}
+			latMu.Lock()
+			steady, during = append(steady, mine...), append(during, mineSwap...)
+			latMu.Unlock()
+		}()
+	}
+
+	// quiet pauses the load and waits for goroutines and descriptors to
+	// settle at or below limit (when given); it returns the counts.
+	quiet := func(limitG, limitFD int) (int, int) {
+		gate.Lock()
+		defer gate.Unlock()
+		var g, fd int
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			runtime.GC()
+			g, fd = runtime.NumGoroutine(), countFDs()
+			if limitG == 0 || (g <= limitG && fd <= limitFD) || time.Now().After(deadline) {
+				return g, fd
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	baseG, baseFD := quiet(0, 0)
+	// A little slack: the runtime's own goroutines (timers, fsnotify) vary.
+	const slackG, slackFD = 4, 2
+
+	for _, st := range swapSteps[1:] {
+		old := rt.Endpoints()[0].Address
+		time.Sleep(300 * time.Millisecond)
+		swapping.Store(true)
+		apply(st)
+		swapping.Store(false)
+		now := rt.Endpoints()[0].Address
+		if now == old {
+			t.Fatalf("endpoint did not change: %s", now)
+		}
+		if scheme, addr := kernel.SplitAddress(old); scheme == "tcp" {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Errorf("old address %s still accepts connections after its drain", old)
+			}
+		}
+		g, fd := quiet(baseG+slackG, baseFD+slackFD)
+		if g > baseG+slackG || fd > baseFD+slackFD {
+			t.Errorf("after swapping to %s: %d goroutines, %d fds; baseline %d, %d", now, g, fd, baseG, baseFD)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d of %d calls failed during swaps; first: %v", n, calls.Load(), firstErr.Load())
+	}
+	if calls.Load() < 100 {
+		t.Fatalf("only %d calls made", calls.Load())
+	}
+	t.Logf("%d calls, 0 failed, %d swaps; p99 steady %v, p99 during swaps %v (%d calls)",
+		calls.Load(), len(swapSteps)-1, p99(steady), p99(during), len(during))
+}
+
+func p99(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)*99/100]
+}
