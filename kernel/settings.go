@@ -66,7 +66,7 @@ func (p *PluginConfig) Validate() error {
 // ClientConfig configures outgoing calls.
 type ClientConfig struct {
 	// ConnsPerEndpoint is how many multiplexed connections to open to each
-	// endpoint.
+	// endpoint (see ClientOptions.ConnsPerEndpoint for why the default is 1).
 	ConnsPerEndpoint int `yaml:"conns_per_endpoint" min:"1" max:"64"`
 	// DialTimeout bounds one connection attempt.
 	DialTimeout time.Duration `yaml:"dial_timeout" min:"1ms" max:"10m"`
@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 		TLS:      TLSConfig{Mode: "mutual"},
 		Registry: PluginConfig{Use: "static"},
 		Client: ClientConfig{
-			ConnsPerEndpoint: 2,
+			ConnsPerEndpoint: 1,
 			DialTimeout:      5 * time.Second,
 			Protocol:         "axon",
 			Limits:           DefaultLimits(),
