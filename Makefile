@@ -1,10 +1,20 @@
 # Reproduces every generated file. Needs protoc (Debian: protobuf-compiler)
-# and protoc-gen-go (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12).
-PROTOS := examples/echo/echo.proto
+# and protoc-gen-go (go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12);
+# protoc-gen-axon is built from this repository. Each .proto is compiled on
+# its own: the codec's skew tests hold two versions of one package.
+PROTOS := examples/echo/echo.proto $(sort $(wildcard plugins/codec-binary/internal/*/*.proto))
+# Where generated files go; scripts/test.sh generates elsewhere and compares.
+GEN_OUT ?= .
 
 .PHONY: generate test demo
 generate:
-	protoc -I . --go_out=. --go_opt=module=github.com/axonrpc/axon $(PROTOS)
+	go build -o bin/protoc-gen-axon ./cmd/protoc-gen-axon
+	@for p in $(PROTOS); do \
+		echo "protoc $$p"; \
+		protoc -I . --plugin=protoc-gen-axon=bin/protoc-gen-axon \
+			--go_out=$(GEN_OUT) --go_opt=module=github.com/axonrpc/axon \
+			--axon_out=$(GEN_OUT) --axon_opt=module=github.com/axonrpc/axon $$p || exit 1; \
+	done
 
 test:
 	bash scripts/test.sh

@@ -5,6 +5,8 @@ package app
 import (
 	"go.uber.org/fx"
 
+	bincodec "github.com/axonrpc/axon/plugins/codec-binary"
+	jsoncodec "github.com/axonrpc/axon/plugins/codec-json"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	local "github.com/axonrpc/axon/plugins/registry-local"
@@ -16,7 +18,9 @@ import (
 var Plugins = fx.Options(
 	tcp.Module,
 	native.Module,
+	bincodec.Module,
 	protocodec.Module,
+	jsoncodec.Module,
 	static.Module,
 	local.Module,
 )

@@ -89,17 +89,8 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprintf(stderr, "axon serve: %v\n", err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err = rt.Apply(ctx, cfg)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(stderr, "axon serve: %v\n", err)
-		return 1
-	}
-	for _, ep := range rt.Endpoints() {
-		log.Info("listening", "endpoint", ep.Address)
-	}
-
+	// Signals and the file watch are set up before the listeners open, so
+	// nothing that arrives once the server is up is missed.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -116,6 +107,17 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 			log.Warn("not watching the config file; SIGHUP still reloads it", "err", err)
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = rt.Apply(ctx, cfg)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "axon serve: %v\n", err)
+		return 1
+	}
+	for _, ep := range rt.Endpoints() {
+		log.Info("listening", "endpoint", ep.Address)
+	}
+
 loop:
 	for {
 		select {

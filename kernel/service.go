@@ -54,6 +54,16 @@ func Unary[Req, Resp any](name string, h func(context.Context, *Req) (*Resp, err
 	}
 }
 
+// Invoker sends unary calls. *Client implements it; generated clients
+// (protoc-gen-axon's NewXClient) take one, so tests may pass a fake.
+type Invoker interface {
+	// Invoke calls method ("/pkg.Service/Method") with req and decodes the
+	// response into resp.
+	Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error
+}
+
+var _ Invoker = (*Client)(nil)
+
 // NewService returns the description of the service with the full protobuf
 // name name (such as "axon.example.v1.Echo") and the given methods, setting
 // each method's FullName.

@@ -1,6 +1,9 @@
 // Package echo is the example service that `axon serve` runs: its messages
-// are generated from echo.proto, its handlers are registered through the
-// kernel's typed API, and Module serves it in an Axon application.
+// and typed stubs are generated from echo.proto (make generate), Server
+// implements echopb.EchoServer, and Module serves it in an Axon application.
+//
+// To write a service of your own, copy this folder, edit the .proto, run
+// make generate, and implement the generated XServer interface.
 package echo
 
 import (
@@ -15,11 +18,16 @@ import (
 )
 
 // ServiceName is the full protobuf name of the service.
-const ServiceName = "axon.example.v1.Echo"
+const ServiceName = echopb.Echo_ServiceName
 
 // Server implements the Echo service. It holds no state and is safe for
 // concurrent use.
-type Server struct{}
+type Server struct {
+	// Methods added to echo.proto answer UNIMPLEMENTED until written.
+	echopb.UnimplementedEchoServer
+}
+
+var _ echopb.EchoServer = Server{}
 
 // Say returns the request's text; an empty text is INVALID_ARGUMENT.
 func (Server) Say(_ context.Context, req *echopb.SayRequest) (*echopb.SayResponse, error) {
@@ -45,13 +53,7 @@ func (Server) Summarize(_ context.Context, o *echopb.Order) (*echopb.OrderSummar
 	return sum, nil
 }
 
-// NewService describes s as the Echo service.
-func NewService(s Server) *kernel.ServiceDesc {
-	return kernel.NewService(ServiceName,
-		kernel.Unary("Say", s.Say),
-		kernel.Unary("Summarize", s.Summarize),
-	)
-}
-
 // Module serves the Echo service in an Axon application.
-var Module = fx.Module("example.echo", kernel.ProvideService(func() *kernel.ServiceDesc { return NewService(Server{}) }))
+var Module = fx.Module("example.echo", kernel.ProvideService(func() *kernel.ServiceDesc {
+	return echopb.NewEchoService(Server{})
+}))

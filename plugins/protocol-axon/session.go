@@ -267,6 +267,12 @@ func (s *session) result(p *pending, call *kernel.ClientCall, resp any) error {
 		return status.Errorf(status.Internal, "server sent no response message for %s", call.Method)
 	}
 	if err := call.Codec.Unmarshal(*p.data, resp); err != nil {
+		// A codec's own status (such as FAILED_PRECONDITION for a schema
+		// mismatch) is the call's; anything else is INTERNAL.
+		var se *status.Error
+		if errors.As(err, &se) {
+			return se
+		}
 		return status.Errorf(status.Internal, "decode response of %s: %v", call.Method, err)
 	}
 	return nil

@@ -1,0 +1,431 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// DefaultMaxDepth is the nesting limit when Options.MaxDepth is zero
+// (kernel.Limits.MaxDecodeDepth's default).
+const DefaultMaxDepth = 100
+
+// Strings says where decoded string and bytes fields get their memory.
+type Strings uint8
+
+const (
+	// Arena copies decoded strings and bytes fields into a few shared
+	// chunks: the first holds 128 bytes, each next one twice as many, none
+	// more than the input has left, and a value that fits no chunk gets
+	// one of its own size. So a message with many small strings costs a
+	// few allocations and at most about twice their size. The input is not
+	// retained; a chunk stays alive while any string or bytes in it is
+	// reachable. Bytes fields are capped (len == cap), so appending to one
+	// never overwrites another.
+	Arena Strings = iota
+	// Copy allocates every string and bytes field separately.
+	Copy
+	// Alias makes strings and bytes fields point into the input itself:
+	// no copy at all. The caller must not modify or reuse the input while
+	// the decoded message, or any string or bytes taken from it, is in
+	// use. The codec never uses it (the kernel's Codec contract forbids
+	// retaining the input); it is for callers of Unmarshal that own their
+	// buffer.
+	Alias
+)
+
+// Options configure Unmarshal.
+type Options struct {
+	// MaxDepth bounds message nesting; the top-level message is depth 1.
+	// Zero means DefaultMaxDepth.
+	MaxDepth int
+	// Strings selects the ownership of decoded strings and bytes.
+	Strings Strings
+}
+
+// Unmarshal decodes src, a fingerprint and a body, into m after resetting
+// it. A fingerprint that differs from m's is a *status.Error with code
+// FAILED_PRECONDITION naming the message and both fingerprints; malformed
+// input is a *DecodeError. Unmarshal never panics, checks every length and
+// count against the bytes left before it slices or allocates, and rejects
+// trailing bytes.
+func Unmarshal(src []byte, m Message, o Options) error {
+	want := m.AxonFingerprint()
+	if len(src) < FingerprintLen {
+		return &DecodeError{Type: typeName(m), Offset: 0, Size: len(src), Reason: fmt.Sprintf("%d bytes are too few for the %d-byte schema fingerprint", len(src), FingerprintLen)}
+	}
+	if got := binary.LittleEndian.Uint64(src); got != want {
+		return FingerprintMismatch(typeName(m), got, want)
+	}
+	m.Reset()
+	d := decoderPool.Get().(*Decoder)
+	d.reset(src[FingerprintLen:], len(src), o)
+	err := m.AxonDecode(d)
+	if err == nil && len(d.b) != 0 {
+		d.fail(fmt.Sprintf("%d bytes after the end of the message", len(d.b)))
+		err = d.err
+	}
+	if err != nil {
+		if de, ok := err.(*DecodeError); ok {
+			de.Type = typeName(m)
+		}
+	}
+	*d = Decoder{}
+	decoderPool.Put(d)
+	return err
+}
+
+// FingerprintMismatch returns the FAILED_PRECONDITION status of a message
+// whose sender's schema fingerprint differs from the receiver's.
+func FingerprintMismatch(msg string, sender, receiver uint64) *status.Error {
+	return status.Errorf(status.FailedPrecondition,
+		"message %s: schema fingerprint mismatch: sender 0x%016x, receiver 0x%016x (both sides must be generated from the same .proto, or use the proto codec)",
+		msg, sender, receiver)
+}
+
+func typeName(m Message) string {
+	if pm, ok := m.(interface{ ProtoReflect() protoreflect.Message }); ok {
+		return string(pm.ProtoReflect().Descriptor().FullName())
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+var decoderPool = sync.Pool{New: func() any { return new(Decoder) }}
+
+// DecodeError describes malformed input.
+type DecodeError struct {
+	// Type is the top-level message being decoded; In is the innermost
+	// message whose decoding failed, when it differs.
+	Type, In string
+	// Offset is where in the input the problem was found; Size is the
+	// input's length.
+	Offset, Size int
+	// Reason says what is wrong.
+	Reason string
+}
+
+func (e *DecodeError) Error() string {
+	in := ""
+	if e.In != "" && e.In != e.Type {
+		in = " in " + e.In
+	}
+	return fmt.Sprintf("codec.binary: decode %s%s: at byte %d of %d: %s", e.Type, in, e.Offset, e.Size, e.Reason)
+}
+
+// Decoder reads a body. Its methods check every length against the bytes
+// left. The first error is kept and later reads return zero values, so
+// generated code checks the error once per message (Leave).
+type Decoder struct {
+	b       []byte // unread input
+	size    int    // length of the whole input, including the fingerprint
+	depth   int    // nesting levels left
+	strings Strings
+	chunk   []byte // Arena: the chunk strings are copied to
+	err     *DecodeError
+}
+
+// reset starts decoding body, the last bytes of an input of size bytes.
+func (d *Decoder) reset(body []byte, size int, o Options) {
+	*d = Decoder{b: body, size: size, depth: o.MaxDepth, strings: o.Strings}
+	if d.depth <= 0 {
+		d.depth = DefaultMaxDepth
+	}
+}
+
+// fail records reason at the current offset and stops decoding.
+func (d *Decoder) fail(reason string) { d.failAt(len(d.b), reason) }
+
+// failAt records reason at the offset left bytes before the end.
+func (d *Decoder) failAt(left int, reason string) {
+	if d.err == nil {
+		d.err = &DecodeError{Offset: d.size - left, Size: d.size, Reason: reason}
+	}
+	d.b = nil
+}
+
+// Invalid records that the input is malformed for reason.
+func (d *Decoder) Invalid(reason string) { d.fail(reason) }
+
+// Enter starts decoding a nested message; it fails when that would exceed
+// the nesting limit. Every Enter is paired with a Leave.
+func (d *Decoder) Enter() bool {
+	d.depth--
+	if d.depth < 0 {
+		d.fail("messages nested deeper than the limit")
+		return false
+	}
+	return d.err == nil
+}
+
+// Leave ends a message started by Enter. name is the message's full name,
+// recorded in the error when the failure happened inside it.
+func (d *Decoder) Leave(name string) error {
+	d.depth++
+	if d.err == nil {
+		return nil
+	}
+	if d.err.In == "" {
+		d.err.In = name
+	}
+	return d.err
+}
+
+// Byte reads one byte (a presence bitmap byte, a bool).
+func (d *Decoder) Byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+// Bool reads a byte that must be 0 or 1.
+func (d *Decoder) Bool() bool {
+	if len(d.b) > 0 && d.b[0] > 1 {
+		d.fail(fmt.Sprintf("bool byte %#x is neither 0 nor 1", d.b[0]))
+		return false
+	}
+	return d.Byte() == 1
+}
+
+// Uvarint reads a varint of at most 10 bytes.
+func (d *Decoder) Uvarint() uint64 {
+	if len(d.b) > 0 {
+		if c := d.b[0]; c < 0x80 {
+			d.b = d.b[1:]
+			return uint64(c)
+		}
+	}
+	return d.uvarintSlow()
+}
+
+func (d *Decoder) uvarintSlow() uint64 {
+	if b := d.b; len(b) >= 10 {
+		// Enough bytes for any varint: no length check per byte.
+		var v uint64
+		for i, c := range b[:10] {
+			if c < 0x80 {
+				if i == 9 && c > 1 {
+					break
+				}
+				d.b = b[i+1:]
+				return v | uint64(c)<<(7*i)
+			}
+			v |= uint64(c&0x7f) << (7 * i)
+		}
+		d.fail("varint overflows 64 bits")
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		if n == 0 {
+			d.fail("truncated varint")
+		} else {
+			d.fail("varint overflows 64 bits")
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// Uvarint32 reads a varint that must fit 32 bits.
+func (d *Decoder) Uvarint32() uint32 {
+	if b := d.b; len(b) > 0 && b[0] < 0x80 {
+		d.b = b[1:]
+		return uint32(b[0])
+	}
+	return d.uvarint32Slow()
+}
+
+func (d *Decoder) uvarint32Slow() uint32 {
+	v := d.uvarintSlow()
+	if v > math.MaxUint32 {
+		d.fail("varint overflows 32 bits")
+		return 0
+	}
+	return uint32(v)
+}
+
+// Zigzag64 reads a zigzag-encoded varint.
+func (d *Decoder) Zigzag64() int64 {
+	v := d.Uvarint()
+	return int64(v>>1) ^ -int64(v&1)
+}
+
+// Zigzag32 reads a zigzag-encoded varint that must fit 32 bits.
+func (d *Decoder) Zigzag32() int32 {
+	v := d.Uvarint32()
+	return int32(v>>1) ^ -int32(v&1)
+}
+
+// Fixed32 reads 4 bytes, little endian.
+func (d *Decoder) Fixed32() uint32 {
+	if len(d.b) < 4 {
+		d.fail("truncated fixed32")
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+// Fixed64 reads 8 bytes, little endian.
+func (d *Decoder) Fixed64() uint64 {
+	if len(d.b) < 8 {
+		d.fail("truncated fixed64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+// Float reads a 4-byte IEEE 754 float.
+func (d *Decoder) Float() float32 { return math.Float32frombits(d.Fixed32()) }
+
+// Double reads an 8-byte IEEE 754 float.
+func (d *Decoder) Double() float64 { return math.Float64frombits(d.Fixed64()) }
+
+// Count reads the element count of a repeated or map field whose elements
+// take at least minSize bytes each, failing before any allocation when the
+// bytes left cannot hold that many.
+func (d *Decoder) Count(minSize int) int {
+	n := d.Uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(len(d.b)/minSize) {
+		d.fail(fmt.Sprintf("count %d exceeds what the %d bytes left can hold", n, len(d.b)))
+		return 0
+	}
+	return int(n)
+}
+
+// OneofCase reads the case of a set oneof: 1 for its first member (in field
+// number order) to n for its last.
+func (d *Decoder) OneofCase(name string, n int) int {
+	c := d.Uvarint()
+	if d.err == nil && (c == 0 || c > uint64(n)) {
+		d.fail(fmt.Sprintf("oneof %s: case %d is not one of 1..%d", name, c, n))
+		return 0
+	}
+	return int(c)
+}
+
+// raw reads a length-prefixed byte string. p aliases the input with its
+// capacity capped; tail is the input from p's first byte on.
+func (d *Decoder) raw(what string) (p, tail []byte) {
+	n := d.Uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail(fmt.Sprintf("%s length %d exceeds the %d bytes left", what, n, len(d.b)))
+		return nil, nil
+	}
+	tail = d.b
+	d.b = d.b[n:]
+	return tail[:n:n], tail
+}
+
+// own returns p, read from tail, with the ownership d.strings asks for.
+func (d *Decoder) own(p, tail []byte) []byte {
+	switch d.strings {
+	case Alias:
+		return p
+	case Copy:
+		return clone(p)
+	}
+	if len(p) > cap(d.chunk)-len(d.chunk) {
+		// Strings are at most what is left of the input: never allocate
+		// more than that.
+		size := min(max(2*cap(d.chunk), firstChunk), len(tail))
+		if len(p) > size/2 {
+			return clone(p) // its own allocation
+		}
+		d.chunk = make([]byte, 0, size)
+	}
+	i := len(d.chunk)
+	d.chunk = append(d.chunk, p...)
+	return d.chunk[i : i+len(p) : i+len(p)]
+}
+
+// clone returns a copy of p with len == cap.
+func clone(p []byte) []byte {
+	c := make([]byte, len(p))
+	copy(c, p)
+	return c
+}
+
+// firstChunk is the size of the first Arena chunk.
+const firstChunk = 128
+
+// Str reads a string, which must be valid UTF-8.
+func (d *Decoder) Str() string {
+	p, tail := d.raw("string")
+	if len(p) == 0 {
+		return ""
+	}
+	if !utf8.Valid(p) {
+		d.failAt(len(tail), "string is not valid UTF-8")
+		return ""
+	}
+	if d.strings == Copy {
+		return string(p)
+	}
+	p = d.own(p, tail)
+	return unsafe.String(&p[0], len(p))
+}
+
+// Bytes reads a bytes field; it is never nil, so that an explicitly present
+// empty value stays present.
+func (d *Decoder) Bytes() []byte {
+	p, tail := d.raw("bytes")
+	if d.err != nil {
+		return nil
+	}
+	if len(p) == 0 {
+		return []byte{}
+	}
+	return d.own(p, tail)
+}
+
+// Timestamp reads a timestamp written by AppendTimestamp.
+func (d *Decoder) Timestamp() *timestamppb.Timestamp {
+	s := d.Zigzag64()
+	n := d.Zigzag32()
+	return &timestamppb.Timestamp{Seconds: s, Nanos: n}
+}
+
+// Duration reads a duration written by AppendDuration.
+func (d *Decoder) Duration() *durationpb.Duration {
+	s := d.Zigzag64()
+	n := d.Zigzag32()
+	return &durationpb.Duration{Seconds: s, Nanos: n}
+}
+
+// Proto reads a length-prefixed Protocol Buffers message into m, within the
+// nesting limit left.
+func (d *Decoder) Proto(m proto.Message) {
+	p, tail := d.raw("proto message")
+	if d.err != nil {
+		return
+	}
+	if d.depth <= 0 {
+		d.fail("messages nested deeper than the limit")
+		return
+	}
+	if err := (proto.UnmarshalOptions{RecursionLimit: d.depth}).Unmarshal(p, m); err != nil {
+		d.failAt(len(tail), err.Error())
+	}
+}
