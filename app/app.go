@@ -11,12 +11,16 @@ import (
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
+	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+	uds "github.com/axonrpc/axon/plugins/transport-uds"
 )
 
 // Plugins is the standard plugin set.
 var Plugins = fx.Options(
 	tcp.Module,
+	uds.Module,
+	quic.Module,
 	native.Module,
 	bincodec.Module,
 	protocodec.Module,

@@ -185,7 +185,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"unknown key", "service: echo\ntls: {mode: \"off\"}\nserver: {limts: {}}\n", "server.limts: unknown key"},
 		{"bad size", "service: echo\ntls: {mode: \"off\"}\nserver: {limits: {max_message: 4 MB}}\n", `server.limits.max_message: expected a size`},
-		{"unknown transport", "service: echo\ntls: {mode: \"off\"}\nlisten: [{transport: tcpx, address: \"127.0.0.1:0\"}]\n", `listen[0].transport: kernel: unknown transport plugin "tcpx" (known: tcp)`},
+		{"unknown transport", "service: echo\ntls: {mode: \"off\"}\nlisten: [{transport: tcpx, address: \"127.0.0.1:0\"}]\n", `listen[0].transport: kernel: unknown transport plugin "tcpx" (known: quic, tcp, uds)`},
 		{"tls not chosen", "service: echo\nlisten: [{address: \"127.0.0.1:0\"}]\n", "tls.mode"},
 		{"missing service", "tls: {mode: \"off\"}\n", "service: required"},
 	}
