@@ -101,7 +101,7 @@ func DefaultConfig() Config {
 	return Config{
 		Codec:    "proto",
 		TLS:      TLSConfig{Mode: "mutual"},
-		Registry: PluginConfig{Use: "static"},
+		Registry: PluginConfig{Use: "local"},
 		Client: ClientConfig{
 			ConnsPerEndpoint: 1,
 			DialTimeout:      5 * time.Second,
