@@ -16,7 +16,9 @@ import (
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	local "github.com/axonrpc/axon/plugins/registry-local"
+	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+	uds "github.com/axonrpc/axon/plugins/transport-uds"
 )
 
 // swapStep is one generation of the swap test: where the server listens.
@@ -26,11 +28,12 @@ type swapStep struct {
 }
 
 // swapFactories are the transports the swap test moves between.
-var swapFactories = []kernel.Factory{tcp.Factory}
+var swapFactories = []kernel.Factory{tcp.Factory, quic.Factory, uds.Factory}
 
 var swapSteps = []swapStep{
 	{"tcp", "127.0.0.1:0"},
-	{"tcp", "127.0.0.1:0"},
+	{"quic", "127.0.0.1:0"},
+	{"uds", "%s/echo.sock"},
 	{"tcp", "127.0.0.1:0"},
 }
 
@@ -58,11 +61,13 @@ func countFDs() int {
 // their baseline after each swap. p99 latency during swaps against steady
 // state is logged (a measurement, not an assertion).
 func TestHotSwapUnderLoad(t *testing.T) {
-	dir, err := os.MkdirTemp("", "axsw")
+	dir, err := os.MkdirTemp("", "axsw") // short: socket paths are limited to 107 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
+	// QUIC's development CA: the server creates it, the client trusts it.
+	t.Setenv("XDG_STATE_HOME", dir+"/state")
 	cat, err := kernel.NewCatalog(append([]kernel.Factory{native.Factory, protocodec.Factory, local.Factory}, swapFactories...))
 	if err != nil {
 		t.Fatal(err)
@@ -124,8 +129,10 @@ func TestHotSwapUnderLoad(t *testing.T) {
 					err = fmt.Errorf("got %q, want %q", got, text)
 				}
 				if err != nil {
-					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
+					if failures.Add(1) <= 5 {
+						t.Logf("call failed at %v after %v: %v (server endpoints now %v)", time.Now().Format("15:04:05.000"), d, err, rt.Endpoints())
+					}
 				}
 				if inSwap || swapping.Load() {
 					mineSwap = append(mineSwap, d)
@@ -164,16 +171,22 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		old := rt.Endpoints()[0].Address
 		time.Sleep(300 * time.Millisecond)
 		swapping.Store(true)
+		t.Logf("swap to %s %s at %v", st.transport, st.addr, time.Now().Format("15:04:05.000"))
 		apply(st)
 		swapping.Store(false)
 		now := rt.Endpoints()[0].Address
 		if now == old {
 			t.Fatalf("endpoint did not change: %s", now)
 		}
-		if scheme, addr := kernel.SplitAddress(old); scheme == "tcp" {
+		switch scheme, addr := kernel.SplitAddress(old); scheme {
+		case "tcp":
 			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 				c.Close()
 				t.Errorf("old address %s still accepts connections after its drain", old)
+			}
+		case "unix":
+			if _, err := os.Stat(addr); err == nil {
+				t.Errorf("old socket %s still exists after its drain", addr)
 			}
 		}
 		g, fd := quiet(baseG+slackG, baseFD+slackFD)

@@ -95,6 +95,9 @@ type endpointConns struct {
 	transport Transport
 	address   string
 	slots     []connSlot
+	// gone is cancelled when the endpoint leaves the set: dials to it stop.
+	gone   context.Context
+	cancel context.CancelFunc
 }
 
 type connSlot struct {
@@ -201,14 +204,33 @@ func (c *Client) session(ctx context.Context, refresh bool) (Session, error) {
 			return nil, err
 		}
 		n := c.next.Add(1)
-		// Try each endpoint once, starting at the round-robin position.
+		// Try each endpoint once, starting at the round-robin position;
+		// wait behind another caller's dial only when nothing else works.
+		var busy *endpointConns
+		var busySlot *connSlot
 		for i := range eps {
 			ep := eps[(int(n)+i)%len(eps)]
 			slot := &ep.slots[int(n/uint64(len(eps)))%len(ep.slots)]
 			if b := slot.sess.Load(); b != nil && b.s.Accepting() {
 				return b.s, nil
 			}
-			s, err := c.dial(ctx, ep, slot)
+			s, err := c.dial(ctx, ep, slot, false)
+			if err == nil {
+				return s, nil
+			}
+			if err == errDialBusy {
+				if busy == nil {
+					busy, busySlot = ep, slot
+				}
+				continue
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, status.FromError(ctx.Err())
+			}
+		}
+		if busy != nil {
+			s, err := c.dial(ctx, busy, busySlot, true)
 			if err == nil {
 				return s, nil
 			}
@@ -231,11 +253,23 @@ func (c *Client) session(ctx context.Context, refresh bool) (Session, error) {
 // connectAttempts bounds how often session resolves and dials again.
 const connectAttempts = 4
 
-func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (Session, error) {
+// errDialBusy says another caller is dialing the slot.
+var errDialBusy = status.New(status.Unavailable, "another call is connecting")
+
+// dial connects slot. With wait false it returns errDialBusy rather than
+// wait behind another caller's dial, so the caller can try another endpoint.
+func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot, wait bool) (Session, error) {
 	select {
 	case slot.dialing <- struct{}{}:
-	case <-ctx.Done():
-		return nil, status.FromError(ctx.Err())
+	default:
+		if !wait {
+			return nil, errDialBusy
+		}
+		select {
+		case slot.dialing <- struct{}{}:
+		case <-ctx.Done():
+			return nil, status.FromError(ctx.Err())
+		}
 	}
 	defer func() { <-slot.dialing }()
 	if b := slot.sess.Load(); b != nil && b.s.Accepting() {
@@ -249,6 +283,9 @@ func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot) (S
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
 	defer cancel()
+	// A transport such as QUIC cannot tell a dead address from a slow one
+	// until its handshake times out: stop when the endpoint leaves the set.
+	defer context.AfterFunc(ep.gone, cancel)()
 	conn, err := ep.transport.Dial(dctx, ep.address)
 	if err != nil {
 		return nil, status.Errorf(status.Unavailable, "dial %s: %v", ep.addr, err)
@@ -337,7 +374,8 @@ func (c *Client) setLocked(found []Endpoint) ([]*endpointConns, error) {
 		for i := range slots {
 			slots[i].dialing = make(chan struct{}, 1)
 		}
-		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: slots})
+		gone, cancel := context.WithCancel(context.Background())
+		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: slots, gone: gone, cancel: cancel})
 	}
 	if len(eps) == 0 {
 		if len(skipped) > 0 {
@@ -378,25 +416,26 @@ func (c *Client) watch(ctx context.Context, w Watcher) {
 // their calls before they close.
 const retireGrace = time.Minute
 
-// retire closes the endpoint's connections once their calls have ended.
+// retire drains the endpoint's connections: calls in flight finish, new
+// ones go elsewhere, and a connection still busy after retireGrace closes.
 func (e *endpointConns) retire() {
-	deadline := time.Now().Add(retireGrace)
+	e.cancel()
 	for i := range e.slots {
-		b := e.slots[i].sess.Load()
-		if b == nil {
-			continue
+		if b := e.slots[i].sess.Load(); b != nil {
+			b.s.Drain()
+			go func() {
+				select {
+				case <-b.s.Done():
+				case <-time.After(retireGrace):
+					b.s.Close()
+				}
+			}()
 		}
-		for b.s.InFlight() > 0 && time.Now().Before(deadline) {
-			select {
-			case <-b.s.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		b.s.Close()
 	}
 }
 
 func (e *endpointConns) closeIdle() {
+	e.cancel()
 	for i := range e.slots {
 		if b := e.slots[i].sess.Load(); b != nil {
 			b.s.Close()

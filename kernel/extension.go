@@ -77,6 +77,10 @@ type Session interface {
 	InFlight() int
 	// Done is closed when the connection has closed.
 	Done() <-chan struct{}
+	// Drain stops the session taking new calls (they are refused, so the
+	// client sends them elsewhere) and closes it once the calls in flight
+	// have ended.
+	Drain()
 	// Close closes the connection, failing calls in flight with UNAVAILABLE.
 	Close() error
 }

@@ -2,9 +2,11 @@ package impl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -14,29 +16,171 @@ import (
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	static "github.com/axonrpc/axon/plugins/registry-static"
+	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+	uds "github.com/axonrpc/axon/plugins/transport-uds"
 )
 
-// Axon is the native Axon protocol over TCP, composed the way `axon serve`
-// composes it: a runtime generation built from a config, the proto codec, and
-// wrapperspb.BytesValue as request and response (like the grpc impl). The
-// client uses the config's default connections per endpoint unless
+// Axon is the native Axon protocol over one of Axon's transports, composed
+// the way `axon serve` composes it: a runtime generation built from a
+// config, the proto codec, and wrapperspb.BytesValue as request and response
+// (like the grpc impl). Only the transport differs between the registered
+// Axon impls:
+//
+//   - "tcp" (impl "axon"): listens on the address Serve is given.
+//   - "uds" (impl "axon-uds"): ignores the host:port Serve is given and
+//     listens on a socket in a new short temporary directory, which Close
+//     removes; Addr returns the socket path.
+//   - "quic" (impl "axon-quic"): listens on the UDP address Serve is given,
+//     with TLS 1.3 from the transport's development CA in the state directory
+//     named by AXON_BENCH_STATE_DIR (see Setup), where the client looks for it
+//     too.
+//
+// The client uses the config's default connections per endpoint unless
 // AXON_BENCH_CONNS sets another number.
-type Axon struct{}
+type Axon struct {
+	// Transport is the transport plugin: "tcp", "uds" or "quic".
+	Transport string
+}
 
-func (Axon) Name() string { return "axon" }
+// Name is "axon" over TCP and "axon-<transport>" otherwise.
+func (a Axon) Name() string {
+	if a.Transport == "tcp" {
+		return "axon"
+	}
+	return "axon-" + a.Transport
+}
 
 const axonEchoMethod = "/bench.Echo/Call"
 
+// StateDirEnv names the environment variable holding the directory shared
+// by the harness and its server children; the QUIC impl keeps its
+// development CA there. Setup sets it.
+const StateDirEnv = "AXON_BENCH_STATE_DIR"
+
+// Setup makes sure StateDirEnv names a directory: if it is unset, Setup
+// creates a temporary directory and sets the variable, so that server
+// children started afterwards inherit it, and the returned cleanup removes
+// the directory and unsets the variable. A directory named by the caller is
+// used as it is and never removed.
+func Setup() (cleanup func(), err error) {
+	if os.Getenv(StateDirEnv) != "" {
+		return func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "axon-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Setenv(StateDirEnv, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return func() {
+		os.Unsetenv(StateDirEnv)
+		os.RemoveAll(dir)
+	}, nil
+}
+
+func benchStateDir() (string, error) {
+	dir := os.Getenv(StateDirEnv)
+	if dir == "" {
+		return "", fmt.Errorf("%s is not set (impl.Setup sets it; server and client must share it)", StateDirEnv)
+	}
+	return dir, nil
+}
+
+// udsMaxPath is the longest socket path the kernel takes (sun_path is 108
+// bytes with the terminating NUL).
+const udsMaxPath = 107
+
+// listener returns the listen block of the server's config for addr, and
+// what Close must remove afterwards ("" for nothing).
+func (a Axon) listener(addr string) (block, tmpDir string, err error) {
+	switch a.Transport {
+	case "tcp":
+		return fmt.Sprintf("{transport: tcp, address: %q}", addr), "", nil
+	case "uds":
+		// A short directory of our own: the socket path must fit sun_path,
+		// and the transport wants a directory owned by this user.
+		dir, err := os.MkdirTemp("", "axb-")
+		if err != nil {
+			return "", "", err
+		}
+		sock := filepath.Join(dir, "echo.sock")
+		if len(sock) > udsMaxPath {
+			os.RemoveAll(dir)
+			return "", "", fmt.Errorf("socket path %s is %d bytes, over the %d of sun_path; set TMPDIR to a shorter directory", sock, len(sock), udsMaxPath)
+		}
+		return fmt.Sprintf("{transport: uds, address: %q}", sock), dir, nil
+	case "quic":
+		dir, err := benchStateDir()
+		if err != nil {
+			return "", "", err
+		}
+		return fmt.Sprintf("{transport: quic, address: %q, options: {state_dir: %q}}", addr, dir), "", nil
+	}
+	return "", "", fmt.Errorf("axon: unknown transport %q", a.Transport)
+}
+
+// clientTransport returns the endpoint scheme and the transport a client
+// dials with.
+func (a Axon) clientTransport() (string, kernel.Transport, error) {
+	var tr kernel.Transport
+	switch a.Transport {
+	case "tcp":
+		tr = tcp.New(tcp.DefaultConfig())
+	case "uds":
+		tr = uds.New(uds.DefaultConfig())
+	case "quic":
+		dir, err := benchStateDir()
+		if err != nil {
+			return "", nil, err
+		}
+		cfg := quic.DefaultConfig()
+		cfg.StateDir = dir
+		tr = quic.New(cfg)
+	default:
+		return "", nil, fmt.Errorf("axon: unknown transport %q", a.Transport)
+	}
+	scheme := a.Transport
+	if s, ok := tr.(kernel.Schemer); ok {
+		scheme = s.Scheme()
+	}
+	return scheme, tr, nil
+}
+
 func axonCatalog() (*kernel.Catalog, error) {
-	return kernel.NewCatalog([]kernel.Factory{tcp.Factory, native.Factory, protocodec.Factory, static.Factory})
+	return kernel.NewCatalog([]kernel.Factory{
+		tcp.Factory, uds.Factory, quic.Factory, native.Factory, protocodec.Factory, static.Factory,
+	})
 }
 
 type axonServer struct {
-	rt *kernel.Runtime
+	rt     *kernel.Runtime
+	tmpDir string // removed on Close, if set
 }
 
-func (Axon) Serve(addr string) (Server, error) {
+func (a Axon) Serve(addr string) (Server, error) {
+	block, tmpDir, err := a.listener(addr)
+	if err != nil {
+		return nil, err
+	}
+	s, err := serveAxon(block)
+	if err != nil {
+		if tmpDir != "" {
+			os.RemoveAll(tmpDir)
+		}
+		return nil, err
+	}
+	s.tmpDir = tmpDir
+	return s, nil
+}
+
+// serveAxon runs a generation with the echo service and one listener. The
+// registry is named explicitly: the static one publishes nowhere and keeps
+// no state, so nothing but the echo path costs the server anything (the
+// kernel's default, the local registry, would write a registry file).
+func serveAxon(listenBlock string) (*axonServer, error) {
 	cat, err := axonCatalog()
 	if err != nil {
 		return nil, err
@@ -50,8 +194,9 @@ func (Axon) Serve(addr string) (Server, error) {
 	tree, err := config.LoadBytes("bench", []byte(fmt.Sprintf(`
 service: bench
 tls: {mode: "off"}
-listen: [{transport: tcp, address: %q}]
-`, addr)), nil)
+registry: {use: static}
+listen: [%s]
+`, listenBlock)), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -71,18 +216,28 @@ func (s *axonServer) Addr() string {
 	return a
 }
 
-func (s *axonServer) Close() error { return s.rt.Shutdown(context.Background()) }
+func (s *axonServer) Close() error {
+	err := s.rt.Shutdown(context.Background())
+	if s.tmpDir != "" {
+		err = errors.Join(err, os.RemoveAll(s.tmpDir))
+	}
+	return err
+}
 
 type axonClient struct{ c *kernel.Client }
 
-func (Axon) Dial(addr string, _ int) (Client, error) {
+func (a Axon) Dial(addr string, _ int) (Client, error) {
 	conns := 0
 	if v := os.Getenv("AXON_BENCH_CONNS"); v != "" {
 		conns, _ = strconv.Atoi(v)
 	}
+	scheme, tr, err := a.clientTransport()
+	if err != nil {
+		return nil, err
+	}
 	c, err := kernel.NewClient(kernel.ClientOptions{
-		Target:           "tcp://" + addr,
-		Transports:       map[string]kernel.Transport{"tcp": tcp.New(tcp.DefaultConfig())},
+		Target:           scheme + "://" + addr,
+		Transports:       map[string]kernel.Transport{scheme: tr},
 		Protocol:         native.New(native.DefaultConfig()),
 		Codec:            protocodec.Codec{},
 		ConnsPerEndpoint: conns,

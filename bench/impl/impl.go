@@ -16,7 +16,9 @@ type Impl interface {
 	// Name is the identifier used by -impls and in the report.
 	Name() string
 	// Serve starts an echo server listening on addr (for example
-	// "127.0.0.1:0"). It returns once the server accepts connections.
+	// "127.0.0.1:0"). It returns once the server accepts connections. An
+	// impl whose transport has no host:port (axon-uds) listens somewhere of
+	// its own choosing instead; Server.Addr says where.
 	Serve(addr string) (Server, error)
 	// Dial connects a client to the server at addr. The client is shared by
 	// callers goroutines, each with at most one call in flight, so an
@@ -27,7 +29,7 @@ type Impl interface {
 // Server is a running echo server.
 type Server interface {
 	// Addr is the address clients dial (the resolved port when Serve was
-	// given port 0).
+	// given port 0; a socket path for axon-uds).
 	Addr() string
 	// Close stops the server and closes its connections.
 	Close() error
@@ -47,9 +49,12 @@ type Client interface {
 // registry lists every implementation, in report order.
 //
 // Axon echoes wrapperspb.BytesValue through the proto codec, like the grpc
-// impl, so that the comparison with grpc is like-for-like.
+// impl, so that the comparison with grpc is like-for-like; its three entries
+// differ only in the transport.
 var registry = []Impl{
-	Axon{},
+	Axon{Transport: "tcp"},
+	Axon{Transport: "uds"},
+	Axon{Transport: "quic"},
 	RawMux{},
 	RawPingPong{},
 	NetRPC{},

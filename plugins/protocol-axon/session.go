@@ -35,6 +35,7 @@ type session struct {
 	nextID     uint32
 	goneAway   bool
 	goAwayLast uint32
+	draining   bool // Drain was called: close once the last call ends
 	closeErr   error
 
 	accepting atomic.Bool
@@ -212,9 +213,11 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 		s.recycle(p)
 		return status.Refused("connection closed before the call was sent")
 	case err != nil:
-		// The reader fails every pending call once the connection is
-		// closed; wait for it so p is never recycled while shared.
-		s.conn.Close()
+		// The connection broke. Do not close it here: what the server
+		// sent first (a GOAWAY saying which calls it never ran, or their
+		// answers) is still to be read. The reader reads it and then
+		// fails what is left; the deadline bounds a peer that went silent.
+		s.conn.SetReadDeadline(time.Now().Add(time.Second))
 		<-p.done
 		return s.result(p, call, resp)
 	}
@@ -285,11 +288,24 @@ func (s *session) recycle(p *pending) {
 	pendingPool.Put(p)
 }
 
-// callDone closes a session that went away once its last call ends.
+// Drain implements kernel.Session.
+func (s *session) Drain() {
+	s.mu.Lock()
+	s.accepting.Store(false) // under mu: no call registers after this
+	s.draining = true
+	idle := len(s.calls) == 0
+	s.mu.Unlock()
+	if idle && s.inflight.Load() == 0 {
+		s.conn.Close()
+	}
+}
+
+// callDone closes a session that went away or is draining once its last
+// call ends.
 func (s *session) callDone() {
 	if s.inflight.Add(-1) == 0 && !s.accepting.Load() {
 		s.mu.Lock()
-		gone := s.goneAway && len(s.calls) == 0
+		gone := (s.goneAway || s.draining) && len(s.calls) == 0
 		s.mu.Unlock()
 		if gone {
 			s.conn.Close()

@@ -1,12 +1,15 @@
-// Command echobench compares unary echo RPC stacks on loopback.
+// Command echobench compares unary echo RPC stacks on one host (loopback TCP
+// and UDP, and a Unix socket for axon-uds).
 //
 //	go run ./cmd/echobench [-callers 1,16,100] [-duration 3s] [-warmup 1s]
-//	    [-payload 1024] [-impls raw-mux,raw-pingpong,netrpc,grpc] [-runs 1] [-json]
+//	    [-payload 1024] [-impls axon,axon-uds,axon-quic,raw-mux,grpc] [-runs 1] [-json]
 //
 // For every caller count, run and impl it starts the server as a separate
 // process (this binary re-executed with `-serve IMPL -addr 127.0.0.1:0`),
-// drives it from this process with N closed-loop callers, and kills it
-// afterwards. See README.md for how to read the output.
+// drives it from this process with N closed-loop callers, and stops it
+// afterwards. The children inherit AXON_BENCH_STATE_DIR, a temporary
+// directory this process creates (unless it is set already) and removes at
+// the end. See README.md for how to read the output.
 package main
 
 import (
@@ -113,6 +116,13 @@ func run(cfg config) bool {
 		fmt.Fprintln(os.Stderr, "echobench:", err)
 		return false
 	}
+	// Before any child starts, so that every child inherits it.
+	cleanup, err := impl.Setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echobench: state directory:", err)
+		return false
+	}
+	defer cleanup()
 	payload := make([]byte, cfg.payload)
 	for i := range payload {
 		payload[i] = byte(i*7 + 1)

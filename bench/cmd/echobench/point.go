@@ -45,6 +45,7 @@ const (
 	startTimeout = 15 * time.Second // child start-up until its address line
 	drainTimeout = 5 * time.Second  // in-flight calls finishing after the window
 	budgetSlack  = 30 * time.Second // dial and the above, on top of warmup+duration
+	stopGrace    = 3 * time.Second  // child's own shutdown (it removes what it created) before a kill
 )
 
 // serverProc is a server child process.
@@ -93,7 +94,7 @@ func startServer(ctx context.Context, exe, name string) (*serverProc, string, er
 	select {
 	case addr := <-line:
 		if addr == "" {
-			p.stop()
+			p.kill()
 			return nil, "", fmt.Errorf("server %s exited without printing its address", name)
 		}
 		return p, addr, nil
@@ -102,16 +103,38 @@ func startServer(ctx context.Context, exe, name string) (*serverProc, string, er
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	p.stop()
+	p.kill()
 	return nil, "", err
 }
 
-// stop kills the child and reaps it. Safe to call more than once.
-func (p *serverProc) stop() {
+// stop closes the child's stdin, which asks it to shut down (closing its
+// server, which removes what the server created, such as axon-uds's socket
+// directory), gives it stopGrace to exit, then kills it, and reaps it. Safe
+// to call more than once, and together with kill.
+func (p *serverProc) stop() { p.end(stopGrace) }
+
+// kill kills the child at once and reaps it.
+func (p *serverProc) kill() { p.end(0) }
+
+func (p *serverProc) end(grace time.Duration) {
 	p.once.Do(func() {
 		p.stdin.Close()
+		exited := make(chan struct{})
+		go func() {
+			p.cmd.Wait() //nolint:errcheck // exit status does not matter; it may be killed
+			close(exited)
+		}()
+		if grace > 0 {
+			t := time.NewTimer(grace)
+			defer t.Stop()
+			select {
+			case <-exited:
+				return
+			case <-t.C:
+			}
+		}
 		p.cmd.Process.Kill() //nolint:errcheck // may have exited already
-		p.cmd.Wait()         //nolint:errcheck // killed on purpose
+		<-exited
 	})
 }
 
@@ -210,7 +233,7 @@ func runPoint(exe string, im impl.Impl, callers int, cfg config, payload []byte)
 	if !waitFor(&wg, drainTimeout) {
 		loadCancel()
 		closeClient()
-		srv.stop()
+		srv.kill()
 		if !waitFor(&wg, drainTimeout) {
 			res.Err = fmt.Sprintf("callers still blocked %v after the point ended", 2*drainTimeout)
 			return res

@@ -78,7 +78,7 @@ func addRatios(table []row) {
 func printHeader(w io.Writer, e environment) {
 	fmt.Fprintf(w, "echobench  %s  %s %s/%s  GOMAXPROCS=%d  NumCPU=%d  grpc %s\n",
 		e.Date, e.GoVersion, e.GOOS, e.GOARCH, e.GOMAXPROCS, e.NumCPU, e.GRPC)
-	fmt.Fprintf(w, "unary echo of %d B, server in a child process on 127.0.0.1, %s measured after %s warmup, median QPS of %d run(s)\n",
+	fmt.Fprintf(w, "unary echo of %d B, server in a child process on 127.0.0.1 (axon-uds: a Unix socket), %s measured after %s warmup, median QPS of %d run(s)\n",
 		e.PayloadB, e.Duration, e.Warmup, e.Runs)
 }
 
