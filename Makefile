@@ -6,7 +6,7 @@ PROTOS := examples/echo/echo.proto $(sort $(wildcard plugins/codec-binary/intern
 # Where generated files go; scripts/test.sh generates elsewhere and compares.
 GEN_OUT ?= .
 
-.PHONY: generate test demo
+.PHONY: generate test demo swap-demo
 generate:
 	go build -o bin/protoc-gen-axon ./cmd/protoc-gen-axon
 	@for p in $(PROTOS); do \
@@ -21,3 +21,6 @@ test:
 
 demo:
 	bash scripts/demo.sh
+
+swap-demo:
+	bash scripts/swap-demo.sh 2

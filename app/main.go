@@ -28,6 +28,9 @@ const usage = `usage:
                                            a changed config file (or SIGHUP) is applied as a new generation
   axon call  --config FILE [--target T] [--timeout D] METHOD JSON
                                            call METHOD (pkg.Service/Method) with a JSON request
+  axon load  --config FILE [--target T] [--duration D] [--concurrency N] METHOD JSON
+                                           call METHOD in a closed loop and report calls,
+                                           failures and latency; exit 1 if any call failed
 
 Environment variables AXON_<KEY>__<SUBKEY>=value override the config file.
 `
@@ -45,6 +48,8 @@ func Main(args []string, stdout, stderr io.Writer, services ...fx.Option) int {
 		return serve(args[1:], stderr, services)
 	case "call":
 		return call(args[1:], stdout, stderr, services)
+	case "load":
+		return load(args[1:], stdout, stderr, services)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -156,6 +161,56 @@ func reload(rt *kernel.Runtime, path string, log *slog.Logger) {
 	log.Info("reloaded", "generation", rt.Generation())
 }
 
+// callSetup is what `axon call` and `axon load` share: a client for the
+// target and the method's request, decoded from JSON.
+type callSetup struct {
+	client *kernel.BuiltClient
+	method *kernel.MethodDesc
+	req    proto.Message
+}
+
+// setupCall parses the common flags' results and builds the client. It
+// returns an exit code other than -1 when it failed (after reporting why).
+func setupCall(cmd, path, target, method, body string, stderr io.Writer, services []fx.Option) (*callSetup, int) {
+	cfg, err := kernel.LoadConfig(path, os.Environ())
+	if err != nil {
+		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	if target == "" {
+		target = cfg.Service
+	}
+	log := newLogger(stderr, kernel.LogConfig{Level: "warn"})
+	var cat *kernel.Catalog
+	var table *kernel.ServiceTable
+	app := fx.New(Plugins, kernel.Module, fx.Options(services...), fx.Supply(log), fx.NopLogger, fx.Populate(&cat, &table))
+	if err := app.Err(); err != nil {
+		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	m := table.Lookup(method)
+	if m == nil {
+		fmt.Fprintf(stderr, "axon %s: unknown method %q (known: %s)\n", cmd, method, strings.Join(methodNames(table), ", "))
+		return nil, 2
+	}
+	req, ok1 := m.NewRequest().(proto.Message)
+	_, ok2 := m.NewResponse().(proto.Message)
+	if !ok1 || !ok2 {
+		fmt.Fprintf(stderr, "axon %s: %s does not use protobuf messages\n", cmd, m.FullName)
+		return nil, 2
+	}
+	if err := protojson.Unmarshal([]byte(body), req); err != nil {
+		fmt.Fprintf(stderr, "axon %s: request JSON for %s: %v\n", cmd, m.FullName, err)
+		return nil, 2
+	}
+	client, err := kernel.BuildClient(cat, cfg, target, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	return &callSetup{client: client, method: m, req: req}, -1
+}
+
 func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 	fs := flag.NewFlagSet("call", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -169,43 +224,12 @@ func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprint(stderr, "axon call: want --config FILE METHOD JSON\n")
 		return 2
 	}
-	method, body := fs.Arg(0), fs.Arg(1)
-	cfg, err := kernel.LoadConfig(*path, os.Environ())
-	if err != nil {
-		fmt.Fprintf(stderr, "axon call: %v\n", err)
-		return 1
+	cs, code := setupCall("call", *path, *target, fs.Arg(0), fs.Arg(1), stderr, services)
+	if cs == nil {
+		return code
 	}
-	if *target == "" {
-		*target = cfg.Service
-	}
-	log := newLogger(stderr, kernel.LogConfig{Level: "warn"})
-	var cat *kernel.Catalog
-	var table *kernel.ServiceTable
-	app := fx.New(Plugins, kernel.Module, fx.Options(services...), fx.Supply(log), fx.NopLogger, fx.Populate(&cat, &table))
-	if err := app.Err(); err != nil {
-		fmt.Fprintf(stderr, "axon call: %v\n", err)
-		return 1
-	}
-	m := table.Lookup(method)
-	if m == nil {
-		fmt.Fprintf(stderr, "axon call: unknown method %q (known: %s)\n", method, strings.Join(methodNames(table), ", "))
-		return 2
-	}
-	req, ok1 := m.NewRequest().(proto.Message)
-	resp, ok2 := m.NewResponse().(proto.Message)
-	if !ok1 || !ok2 {
-		fmt.Fprintf(stderr, "axon call: %s does not use protobuf messages\n", m.FullName)
-		return 2
-	}
-	if err := protojson.Unmarshal([]byte(body), req); err != nil {
-		fmt.Fprintf(stderr, "axon call: request JSON for %s: %v\n", m.FullName, err)
-		return 2
-	}
-	client, err := kernel.BuildClient(cat, cfg, *target, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "axon call: %v\n", err)
-		return 1
-	}
+	client, m, req := cs.client, cs.method, cs.req
+	resp := m.NewResponse().(proto.Message)
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
