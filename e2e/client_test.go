@@ -1,10 +1,8 @@
 package e2e_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/kernel/transporttest"
 )
 
 // TestClientReconnects: the client replaces connections the server dropped,
@@ -126,9 +125,9 @@ func (f *fakeServer) addr() string { return "tcp://" + f.ln.Addr().String() }
 // fakeHandshake reads the client's preface and settings and sends the
 // server's.
 func fakeHandshake(c net.Conn) (*rawConn, bool) {
-	r := &rawConn{Conn: c, br: bufio.NewReader(c)} // no t: only readFrame is used
+	r := &rawConn{Peer: transporttest.NewPeer(nil, c)} // no t: only reads are used
 	pre := make([]byte, len(axonPreface))
-	if _, err := io.ReadFull(r.br, pre); err != nil || string(pre) != string(axonPreface) {
+	if err := r.ReadFull(pre); err != nil || string(pre) != string(axonPreface) {
 		return nil, false
 	}
 	if f, err := r.readFrame(); err != nil || f.typ != ftSettings {

@@ -1,13 +1,6 @@
 package transporttest
 
 import (
-	"bufio"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"io"
-	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -16,26 +9,29 @@ import (
 	"github.com/axonrpc/axon/kernel/status"
 )
 
-// A raw-byte peer of the native Axon protocol, version 1, written from the
-// wire format in plugins/protocol-axon/README.md: an 8-byte preface, then
-// frames with a 10-byte header (length uint32 BE, type, flags, stream id
-// uint32 BE).
+// The raw-byte tests drive a Peer (peer.go) through rawConn, which adds the
+// fixture's codec and test service.
 
-var preface = []byte("\xa7AXON\r\n\x01")
+var preface = Preface
 
 const (
-	ftSettings = 0x1
-	ftHeaders  = 0x2
-	ftData     = 0x3
-	ftTrailers = 0x4
-	ftCancel   = 0x5
-	ftGoAway   = 0x6
+	ftSettings = FrameSettings
+	ftHeaders  = FrameHeaders
+	ftData     = FrameData
+	ftTrailers = FrameTrailers
+	ftCancel   = FrameCancel
+	ftGoAway   = FrameGoAway
 
-	flEndStream = 0x1
-	flRefused   = 0x2
+	flEndStream = FlagEndStream
+	flRefused   = FlagRefused
 
 	settingMaxMessage = 1
 	settingMaxStreams = 2
+)
+
+var (
+	frameHeader = FrameHeader
+	appendFrame = AppendFrame
 )
 
 type frame struct {
@@ -46,85 +42,29 @@ type frame struct {
 
 // rawConn is a connection dialed through the transport and driven by hand.
 type rawConn struct {
+	*Peer
 	t testing.TB
 	f *fixture
-	net.Conn
-	br *bufio.Reader
 }
 
 // raw dials the fixture with the client transport without sending anything.
 func (f *fixture) raw(t testing.TB) *rawConn {
 	t.Helper()
-	c := f.h.dial(t, f.addr)
-	return &rawConn{t: t, f: f, Conn: c, br: bufio.NewReader(c)}
+	return &rawConn{Peer: NewPeer(t, f.h.dial(t, f.addr)), t: t, f: f}
 }
 
-// handshake exchanges prefaces and SETTINGS and returns the server's
-// settings as id -> value.
-func (r *rawConn) handshake() map[uint64]uint64 {
-	r.t.Helper()
-	r.write(appendFrame(append([]byte(nil), preface...), ftSettings, 0, 0, nil))
-	pre := make([]byte, len(preface))
-	if _, err := io.ReadFull(r.br, pre); err != nil {
-		r.t.Fatalf("read the server's preface: %v", err)
-	}
-	if string(pre) != string(preface) {
-		r.t.Fatalf("server preface %q", pre)
-	}
-	f, err := r.readFrame()
-	if err != nil {
-		r.t.Fatalf("read the server's settings: %v", err)
-	}
-	if f.typ != ftSettings || f.stream != 0 {
-		r.t.Fatalf("first server frame is type %d on stream %d, want SETTINGS on 0", f.typ, f.stream)
-	}
-	settings := map[uint64]uint64{}
-	for b := f.payload; len(b) > 0; {
-		var id, v uint64
-		var err error
-		if id, b, err = uvarint(b); err == nil {
-			v, b, err = uvarint(b)
-		}
-		if err != nil {
-			r.t.Fatalf("bad settings payload %x", f.payload)
-		}
-		settings[id] = v
-	}
-	return settings
+func (r *rawConn) handshake() map[uint64]uint64 { r.t.Helper(); return r.Handshake() }
+func (r *rawConn) write(b []byte)               { r.t.Helper(); r.Send(b) }
+func (r *rawConn) expectClosed()                { r.t.Helper(); r.ExpectClosed(timeout) }
+
+func (r *rawConn) readFrame() (frame, error) {
+	f, err := r.ReadFrame()
+	return frame{typ: f.Type, flags: f.Flags, stream: f.Stream, payload: f.Payload}, err
 }
 
-func (r *rawConn) write(b []byte) {
-	r.t.Helper()
-	if _, err := r.Write(b); err != nil {
-		r.t.Fatalf("write: %v", err)
-	}
-}
-
-func frameHeader(length uint32, typ, flags byte, stream uint32) []byte {
-	var h [10]byte
-	binary.BigEndian.PutUint32(h[0:], length)
-	h[4], h[5] = typ, flags
-	binary.BigEndian.PutUint32(h[6:], stream)
-	return h[:]
-}
-
-func appendFrame(b []byte, typ, flags byte, stream uint32, payload []byte) []byte {
-	b = append(b, frameHeader(uint32(len(payload)), typ, flags, stream)...)
-	return append(b, payload...)
-}
-
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// headers encodes a request's HEADERS payload: timeout in µs (0: none),
-// method, codec name, and no metadata.
+// headers encodes a request's HEADERS payload with no metadata.
 func headers(timeout time.Duration, method, codec string) []byte {
-	b := binary.AppendUvarint(nil, uint64(timeout.Microseconds()))
-	b = appendStr(b, method)
-	b = appendStr(b, codec)
-	return binary.AppendUvarint(b, 0)
+	return Headers(timeout, method, codec)
 }
 
 // call returns HEADERS + DATA(END_STREAM) of a call to method with msg.
@@ -141,23 +81,6 @@ func (r *rawConn) call(stream uint32, method string, msg any) []byte {
 // block returns the frames of a Block call with token.
 func (r *rawConn) block(stream uint32, token string) []byte {
 	return r.call(stream, mBlock, wrapperspb.String(token))
-}
-
-func (r *rawConn) readFrame() (frame, error) {
-	var h [10]byte
-	if _, err := io.ReadFull(r.br, h[:]); err != nil {
-		return frame{}, err
-	}
-	f := frame{typ: h[4], flags: h[5], stream: binary.BigEndian.Uint32(h[6:])}
-	n := binary.BigEndian.Uint32(h[0:])
-	if n > 16<<20 {
-		return frame{}, fmt.Errorf("server frame of %d bytes", n)
-	}
-	f.payload = make([]byte, n)
-	if _, err := io.ReadFull(r.br, f.payload); err != nil {
-		return frame{}, err
-	}
-	return f, nil
 }
 
 // result is one call's outcome as the raw peer saw it.
@@ -182,72 +105,8 @@ func (r *rawConn) text(res result) string {
 func (r *rawConn) results(n int, goAway func(last uint32)) map[uint32]result {
 	r.t.Helper()
 	out := map[uint32]result{}
-	data := map[uint32][]byte{}
-	for len(out) < n {
-		f, err := r.readFrame()
-		if err != nil {
-			r.t.Fatalf("reading results (%d of %d so far: %v): %v", len(out), n, out, err)
-		}
-		switch f.typ {
-		case ftData:
-			data[f.stream] = f.payload
-		case ftGoAway:
-			last, _, err := uvarint(f.payload)
-			if err != nil {
-				r.t.Fatalf("goaway: %v", err)
-			}
-			if goAway != nil {
-				goAway(uint32(last))
-			}
-		case ftTrailers:
-			res, err := parseTrailers(f)
-			if err != nil {
-				r.t.Fatal(err)
-			}
-			res.data = data[f.stream]
-			out[f.stream] = res
-		}
+	for id, res := range r.Results(n, goAway) {
+		out[id] = result{code: res.Code, msg: res.Msg, refused: res.Refused, data: res.Data}
 	}
 	return out
-}
-
-func uvarint(b []byte) (uint64, []byte, error) {
-	v, n := binary.Uvarint(b)
-	if n <= 0 {
-		return 0, nil, errors.New("bad uvarint")
-	}
-	return v, b[n:], nil
-}
-
-func parseTrailers(f frame) (result, error) {
-	res := result{refused: f.flags&flRefused != 0}
-	code, b, err := uvarint(f.payload)
-	if err != nil {
-		return res, fmt.Errorf("stream %d: trailers: %w", f.stream, err)
-	}
-	res.code = status.Code(code)
-	n, b, err := uvarint(b)
-	if err != nil || n > uint64(len(b)) {
-		return res, fmt.Errorf("stream %d: trailers: bad message", f.stream)
-	}
-	res.msg = string(b[:n])
-	return res, nil
-}
-
-// expectClosed reads until the server closes the connection, failing the
-// test if it is still open when the read deadline passes.
-func (r *rawConn) expectClosed() {
-	r.t.Helper()
-	r.SetReadDeadline(time.Now().Add(timeout))
-	var buf [256]byte
-	for {
-		_, err := r.br.Read(buf[:])
-		if err == nil {
-			continue // the server may answer before it hangs up
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			r.t.Fatalf("the server did not close the connection within %v: %v", timeout, err)
-		}
-		return // EOF, reset or the like: closed
-	}
 }
