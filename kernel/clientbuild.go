@@ -72,9 +72,19 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		}
 		own(o.Resolver)
 	}
+	for name := range cfg.Client.Transports {
+		if _, err := cat.Lookup(KindTransport, name); err != nil {
+			return fail(fmt.Errorf("config: client.transports.%s: %w", name, err))
+		}
+	}
 	for _, name := range cat.Names(KindTransport) {
-		tr, err := build[Transport](cat, bc, KindTransport, name, "transport", config.Raw{})
+		to, configured := cfg.Client.Transports[name]
+		opts := withPath(to.Options, "client.transports."+name)
+		tr, err := build[Transport](cat, bc, KindTransport, name, "client.transports."+name, opts)
 		if err != nil {
+			if configured {
+				return fail(err)
+			}
 			log.Debug("transport unavailable for clients", "transport", name, "err", err)
 			continue
 		}

@@ -76,6 +76,14 @@ type ClientConfig struct {
 	Protocol     string         `yaml:"protocol"`
 	Interceptors []PluginConfig `yaml:"interceptors"`
 	Limits       Limits         `yaml:"limits"`
+	// Transports gives a transport's client-side options by transport name,
+	// such as the CA a QUIC client trusts; unnamed ones use their defaults.
+	Transports map[string]TransportOptions `yaml:"transports"`
+}
+
+// TransportOptions is a transport plugin's options block.
+type TransportOptions struct {
+	Options config.Raw `yaml:"options"`
 }
 
 // ServerConfig configures how the server handles calls.
