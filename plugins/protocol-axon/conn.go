@@ -2,6 +2,7 @@ package native
 
 import (
 	"io"
+	"runtime"
 	"net"
 	"sync"
 )
@@ -54,6 +55,12 @@ func (w *writer) write(fill func([]byte) []byte) error {
 		w.mu.Unlock()
 		return nil
 	}
+	// Become the flusher, but first let goroutines that are about to write
+	// append their frames, so one system call carries them all.
+	w.flushing = true
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
 	return w.flushLocked()
 }
 
