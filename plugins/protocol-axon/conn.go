@@ -2,8 +2,8 @@ package native
 
 import (
 	"io"
-	"runtime"
 	"net"
+	"runtime"
 	"sync"
 )
 
