@@ -276,10 +276,7 @@ func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot, wa
 		return b.s, nil
 	}
 	if b := slot.sess.Load(); b != nil {
-		// Closes itself when its last call ends; Close here only if idle.
-		if b.s.InFlight() == 0 {
-			b.s.Close()
-		}
+		b.s.Drain() // the replaced session closes once its calls end
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
 	defer cancel()

@@ -338,14 +338,11 @@ func (g *generation) endpoints() []Endpoint {
 }
 
 func (g *generation) describe() string {
-	var b strings.Builder
-	for i, l := range g.listeners {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(l.endpoint.Address)
+	var addrs []string
+	for _, ep := range g.endpoints() {
+		addrs = append(addrs, ep.Address)
 	}
-	return b.String()
+	return strings.Join(addrs, ", ")
 }
 
 func (sl *sharedListener) serve() {

@@ -291,18 +291,6 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after the timeout.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // short abbreviates long payloads in failure messages.
 func short(s string) string {
 	if len(s) > 40 {

@@ -12,8 +12,6 @@ import (
 // The raw-byte tests drive a Peer (peer.go) through rawConn, which adds the
 // fixture's codec and test service.
 
-var preface = Preface
-
 const (
 	ftSettings = FrameSettings
 	ftHeaders  = FrameHeaders

@@ -129,7 +129,7 @@ func (s *server) ServeConn(conn net.Conn) {
 		}
 	}
 	c.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		s.d.Logger().Debug("connection closed", "peer", conn.RemoteAddr().String(), "err", err)
 	}
 }

@@ -36,7 +36,6 @@ type session struct {
 	goneAway   bool
 	goAwayLast uint32
 	draining   bool // Drain was called: close once the last call ends
-	closeErr   error
 
 	accepting atomic.Bool
 	inflight  atomic.Int32
@@ -328,14 +327,13 @@ func (s *session) readLoop(br *bufio.Reader) {
 	s.calls = map[uint32]*pending{}
 	abandoned := len(s.abandoned)
 	s.abandoned = nil
-	s.closeErr = err
 	refusedAbove := uint32(1<<32 - 1)
 	if s.goneAway {
 		refusedAbove = s.goAwayLast
 	}
 	s.mu.Unlock()
 	msg := fmt.Sprintf("connection to %s closed", s.endpoint)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		msg += ": " + err.Error()
 	}
 	for id, p := range calls {
