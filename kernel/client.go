@@ -61,8 +61,9 @@ type ClientOptions struct {
 	// Timeout is the deadline given to calls whose context has none; zero
 	// means none.
 	Timeout time.Duration
-	// Interceptors wrap every call, outermost first.
-	Interceptors []UnaryClientInterceptor
+	// Interceptors wrap every call, outermost first: their unary client
+	// sides wrap unary calls, their stream client sides streaming calls.
+	Interceptors []Interceptor
 	// Limits bound what a server can make the client allocate.
 	Limits Limits
 	// Logger receives connection events; nil discards them.
@@ -79,6 +80,7 @@ const maxRefusedRetries = 4
 type Client struct {
 	o      ClientOptions
 	invoke UnaryInvoker
+	stream Streamer
 	pool   sync.Pool // *ClientCall
 
 	mu       sync.Mutex
@@ -128,7 +130,18 @@ func NewClient(o ClientOptions) (*Client, error) {
 	o.Limits = o.Limits.WithDefaults()
 	c := &Client{o: o, stop: func() {}}
 	c.pool.New = func() any { return new(ClientCall) }
-	c.invoke = chainClient(o.Interceptors, c.send)
+	var unary []UnaryClientInterceptor
+	var streams []StreamClientInterceptor
+	for _, ic := range o.Interceptors {
+		if ic.Client != nil {
+			unary = append(unary, ic.Client)
+		}
+		if ic.StreamClient != nil {
+			streams = append(streams, ic.StreamClient)
+		}
+	}
+	c.invoke = chainClient(unary, c.send)
+	c.stream = chainStreamClient(streams, c.open)
 	if w, ok := o.Resolver.(Watcher); ok {
 		var ctx context.Context
 		ctx, c.stop = context.WithCancel(context.Background())
@@ -456,3 +469,41 @@ func (c *Client) Close() error {
 
 // String describes the client for logs.
 func (c *Client) String() string { return fmt.Sprintf("client(%s)", c.o.Target) }
+
+// NewStream opens a streaming call to method ("/pkg.Service/Method") through
+// the client's stream interceptors. Cancelling ctx ends the call; so does
+// reading until RecvMsg returns an error.
+func (c *Client) NewStream(ctx context.Context, method string, opts ...CallOption) (ClientStream, error) {
+	if len(opts) > 0 {
+		ctx = withCallOptions(ctx, opts)
+	}
+	return c.stream(ctx, method)
+}
+
+// open is the innermost Streamer: pick a connection and open the stream,
+// again elsewhere when a server refused it.
+func (c *Client) open(ctx context.Context, method string) (ClientStream, error) {
+	call := &ClientCall{Method: method, Codec: c.o.Codec, Metadata: metadata.FromOutgoingContext(ctx)}
+	if opts, ok := ctx.Value(optsKey{}).([]CallOption); ok {
+		for _, o := range opts {
+			o(call)
+		}
+	}
+	var err error
+	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
+		var s Session
+		s, err = c.session(ctx, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		var cs ClientStream
+		cs, err = s.NewStream(ctx, call)
+		if err == nil || !status.IsRefused(err) {
+			return cs, err
+		}
+		if ctx.Err() != nil {
+			return nil, status.FromError(ctx.Err())
+		}
+	}
+	return nil, err
+}

@@ -97,11 +97,11 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		if err != nil {
 			return fail(err)
 		}
-		if ic.Client == nil {
+		if ic.Client == nil && ic.StreamClient == nil {
 			return fail(fmt.Errorf("config: %s.use: interceptor %q has no client side", path, pc.Use))
 		}
 		own(ic)
-		o.Interceptors = append(o.Interceptors, ic.Client)
+		o.Interceptors = append(o.Interceptors, ic)
 	}
 	if b.Client, err = NewClient(o); err != nil {
 		return fail(err)

@@ -71,7 +71,8 @@ func addMD(ctx context.Context, md metadata.MD, field func(*ServerCall) *metadat
 // its handler.
 type Route struct {
 	Method *MethodDesc
-	handle UnaryHandler
+	handle UnaryHandler  // unary methods
+	stream StreamHandler // streaming methods
 }
 
 // Dispatcher is one generation's server side that protocols dispatch to: the
@@ -87,12 +88,29 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher over the services of t, wrapping every
-// handler in ics (outermost first). codecs are the accepted content
-// subtypes; the first is used when a call names none.
-func NewDispatcher(t *ServiceTable, ics []UnaryServerInterceptor, codecs []Codec, limits Limits, log *slog.Logger) *Dispatcher {
+// handler in the server sides of ics (outermost first): the unary sides
+// around unary methods, the stream sides around streaming ones. codecs are
+// the accepted content subtypes; the first is used when a call names none.
+func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger) *Dispatcher {
 	d := &Dispatcher{routes: make(map[string]*Route), codecs: make(map[string]Codec), limits: limits.WithDefaults(), log: log}
+	var unary []UnaryServerInterceptor
+	var streams []StreamServerInterceptor
+	for _, ic := range ics {
+		if ic.Server != nil {
+			unary = append(unary, ic.Server)
+		}
+		if ic.StreamServer != nil {
+			streams = append(streams, ic.StreamServer)
+		}
+	}
 	for name, m := range t.methods {
-		d.routes[name] = &Route{Method: m, handle: chainServer(ics, m.Handler)}
+		r := &Route{Method: m}
+		if m.Stream != nil {
+			r.stream = chainStreamServer(streams, m.Stream)
+		} else {
+			r.handle = chainServer(unary, m.Handler)
+		}
+		d.routes[name] = r
 	}
 	var names []string
 	for _, c := range codecs {
@@ -133,6 +151,9 @@ func (d *Dispatcher) Logger() *slog.Logger { return d.log }
 // panic anywhere in the chain is recovered, logged with its stack, and
 // becomes INTERNAL; the server keeps serving.
 func (d *Dispatcher) HandleUnary(ctx context.Context, r *Route, req any) (resp any, err error) {
+	if r.handle == nil {
+		return nil, status.Errorf(status.Internal, "%s is a streaming method, called as unary", r.Method.FullName)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			d.log.Error("handler panic", "method", r.Method.FullName, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

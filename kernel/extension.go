@@ -70,6 +70,11 @@ type Session interface {
 	// A call the server refused before running it returns an error for
 	// which status.IsRefused is true.
 	Invoke(ctx context.Context, call *ClientCall, req, resp any) error
+	// NewStream opens a streaming call. The stream lives until the call
+	// ends or ctx is done; cancelling ctx cancels the call on the server.
+	// A call the server refused before running it fails with an error for
+	// which status.IsRefused is true, from NewStream or the first RecvMsg.
+	NewStream(ctx context.Context, call *ClientCall) (ClientStream, error)
 	// Accepting reports whether the session takes new calls; it turns false
 	// once the server says go away or the connection fails.
 	Accepting() bool

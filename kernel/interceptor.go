@@ -19,9 +19,13 @@ type UnaryClientInterceptor func(ctx context.Context, method string, req, resp a
 // Interceptor is what an interceptor plugin builds: middleware for the server
 // side, the client side or both. A nil side means the plugin does not act
 // there; naming it in that side's chain is a configuration error.
+// Unary and streaming sides are separate: an interceptor without a stream
+// side leaves streaming calls alone.
 type Interceptor struct {
-	Server UnaryServerInterceptor
-	Client UnaryClientInterceptor
+	Server       UnaryServerInterceptor
+	Client       UnaryClientInterceptor
+	StreamServer StreamServerInterceptor
+	StreamClient StreamClientInterceptor
 }
 
 // chainServer composes interceptors around h, outermost first. The chain is

@@ -170,18 +170,18 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 		g.own(c)
 		codecs = append(codecs, c)
 	}
-	var ics []UnaryServerInterceptor
+	var ics []Interceptor
 	for i, pc := range cfg.Server.Interceptors {
 		path := fmt.Sprintf("server.interceptors[%d]", i)
 		ic, err := build[Interceptor](r.cat, bc, KindInterceptor, pc.Use, path+".use", withPath(pc.Options, path))
 		if err != nil {
 			return nil, err
 		}
-		if ic.Server == nil {
+		if ic.Server == nil && ic.StreamServer == nil {
 			return nil, fmt.Errorf("config: %s.use: interceptor %q has no server side", path, pc.Use)
 		}
 		g.own(ic)
-		ics = append(ics, ic.Server)
+		ics = append(ics, ic)
 	}
 	g.disp = NewDispatcher(r.table, ics, codecs, cfg.Server.Limits, log)
 

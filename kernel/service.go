@@ -24,8 +24,15 @@ type MethodDesc struct {
 	NewRequest func() any
 	// NewResponse returns a new, empty response message.
 	NewResponse func() any
-	// Handler runs the method's business logic, without interceptors.
+	// Handler runs a unary method's business logic, without interceptors.
+	// It is nil for a streaming method.
 	Handler UnaryHandler
+	// ClientStreams and ServerStreams give a streaming method's shape:
+	// client streaming, server streaming, or both (bidirectional).
+	ClientStreams, ServerStreams bool
+	// Stream runs a streaming method's business logic, without
+	// interceptors. It is nil for a unary method.
+	Stream StreamHandler
 	// Idempotent marks a method safe to retry after it may have run.
 	Idempotent bool
 }
@@ -54,12 +61,14 @@ func Unary[Req, Resp any](name string, h func(context.Context, *Req) (*Resp, err
 	}
 }
 
-// Invoker sends unary calls. *Client implements it; generated clients
+// Invoker sends unary and streaming calls. *Client implements it; generated clients
 // (protoc-gen-axon's NewXClient) take one, so tests may pass a fake.
 type Invoker interface {
 	// Invoke calls method ("/pkg.Service/Method") with req and decodes the
 	// response into resp.
 	Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error
+	// NewStream opens a streaming call to method.
+	NewStream(ctx context.Context, method string, opts ...CallOption) (ClientStream, error)
 }
 
 var _ Invoker = (*Client)(nil)

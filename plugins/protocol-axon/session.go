@@ -495,3 +495,8 @@ func (s *session) fail(id uint32, code status.Code, msg string) {
 	p.code, p.msg = code, msg
 	deliver(p)
 }
+
+// NewStream is not yet supported by the native protocol.
+func (s *session) NewStream(ctx context.Context, call *kernel.ClientCall) (kernel.ClientStream, error) {
+	return nil, status.Errorf(status.Unimplemented, "protocol.axon: streaming calls are not supported yet (%s)", call.Method)
+}
