@@ -24,6 +24,11 @@ type ClientCall struct {
 	Metadata metadata.MD
 	// Header and Trailer, when not nil, receive the response metadata.
 	Header, Trailer *metadata.MD
+	// Schema is the fingerprint of the method's messages when Codec is a
+	// SchemaCodec, sent so that the server can check it (see SchemaKey).
+	Schema string
+
+	req, resp any // message samples for Schema, from StreamTypes
 }
 
 // CallOption changes one call.
@@ -184,6 +189,9 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 		}
 	}
 	defer func() { *call = ClientCall{}; c.pool.Put(call) }()
+	if sc, ok := call.Codec.(SchemaCodec); ok {
+		call.Schema = sc.Schema(req, resp)
+	}
 
 	var err error
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
@@ -488,6 +496,9 @@ func (c *Client) open(ctx context.Context, method string) (ClientStream, error) 
 		for _, o := range opts {
 			o(call)
 		}
+	}
+	if sc, ok := call.Codec.(SchemaCodec); ok && call.req != nil {
+		call.Schema = sc.Schema(call.req, call.resp)
 	}
 	var err error
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {

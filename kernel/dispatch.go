@@ -73,6 +73,8 @@ type Route struct {
 	Method *MethodDesc
 	handle UnaryHandler  // unary methods
 	stream StreamHandler // streaming methods
+	// schemas holds the method's fingerprint for each SchemaCodec.
+	schemas map[string]string
 }
 
 // Dispatcher is one generation's server side that protocols dispatch to: the
@@ -109,6 +111,14 @@ func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Li
 			r.stream = chainStreamServer(streams, m.Stream)
 		} else {
 			r.handle = chainServer(unary, m.Handler)
+		}
+		for _, c := range codecs {
+			if sc, ok := c.(SchemaCodec); ok {
+				if r.schemas == nil {
+					r.schemas = make(map[string]string)
+				}
+				r.schemas[c.Name()] = sc.Schema(m.NewRequest(), m.NewResponse())
+			}
 		}
 		d.routes[name] = r
 	}

@@ -263,7 +263,7 @@ func (s BidiStreamingClient[Req, Resp]) Recv() (*Resp, error) {
 // OpenServerStream opens a server-streaming call on inv, sends req and
 // half-closes. Generated clients call it.
 func OpenServerStream[Req, Resp any](ctx context.Context, inv Invoker, method string, req *Req, opts ...CallOption) (ServerStreamingClient[Resp], error) {
-	s, err := inv.NewStream(ctx, method, opts...)
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
 	if err != nil {
 		return ServerStreamingClient[Resp]{}, err
 	}
@@ -274,4 +274,18 @@ func OpenServerStream[Req, Resp any](ctx context.Context, inv Invoker, method st
 		return ServerStreamingClient[Resp]{}, err
 	}
 	return ServerStreamingClient[Resp]{s}, nil
+}
+
+// OpenClientStream opens a client-streaming call on inv. Generated clients
+// call it.
+func OpenClientStream[Req, Resp any](ctx context.Context, inv Invoker, method string, opts ...CallOption) (ClientStreamingClient[Req, Resp], error) {
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
+	return ClientStreamingClient[Req, Resp]{s}, err
+}
+
+// OpenBidiStream opens a bidirectional call on inv. Generated clients call
+// it.
+func OpenBidiStream[Req, Resp any](ctx context.Context, inv Invoker, method string, opts ...CallOption) (BidiStreamingClient[Req, Resp], error) {
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
+	return BidiStreamingClient[Req, Resp]{s}, err
 }
