@@ -197,11 +197,10 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 			return nil, err
 		}
 		g.own(tr)
-		proto, err := build[Protocol](r.cat, bc, KindProtocol, lc.Protocols[0], path+".protocols[0]", config.Raw{})
+		server, err := r.buildServer(g, bc, lc, path)
 		if err != nil {
 			return nil, err
 		}
-		g.own(proto)
 		key := lc.Transport + "://" + lc.Address + " " + fmt.Sprint(lc.Options.Tree)
 		if strings.HasSuffix(lc.Address, ":0") {
 			key = "" // an ephemeral port is never the same listener twice
@@ -209,12 +208,37 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 		g.listeners = append(g.listeners, &boundListener{
 			key:       key,
 			transport: tr,
-			server:    proto.NewServer(g.disp),
+			server:    server,
 			scheme:    schemeOf(lc.Transport, tr),
 			endpoint:  Endpoint{Address: schemeOf(lc.Transport, tr) + "://" + lc.Address},
 		})
 	}
 	return g, nil
+}
+
+// buildServer builds the protocols of listener lc. Several protocols share
+// the listener through a sniffer, so each must be a Matcher.
+func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, path string) (ServerConn, error) {
+	sn := &sniffer{timeout: g.cfg.Server.Limits.WithDefaults().HandshakeTimeout}
+	for j, name := range lc.Protocols {
+		key := fmt.Sprintf("%s.protocols[%d]", path, j)
+		proto, err := build[Protocol](r.cat, bc, KindProtocol, name, key, config.Raw{})
+		if err != nil {
+			return nil, err
+		}
+		g.own(proto)
+		if len(lc.Protocols) == 1 {
+			return proto.NewServer(g.disp), nil
+		}
+		m, ok := proto.(Matcher)
+		if !ok {
+			return nil, config.FieldError(key, name, "a protocol that recognises its connections by their first bytes, to share a listener (this one must have a listener of its own)")
+		}
+		sn.names = append(sn.names, name)
+		sn.matchers = append(sn.matchers, m)
+		sn.servers = append(sn.servers, proto.NewServer(g.disp))
+	}
+	return sn, nil
 }
 
 // withPath gives a plugin's options the key path they were found under, so

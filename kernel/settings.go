@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"slices"
 	"fmt"
 	"time"
 
@@ -140,9 +141,10 @@ func (c *Config) Validate() error {
 		if len(l.Protocols) == 0 {
 			l.Protocols = []string{"axon"}
 		}
-		if len(l.Protocols) > 1 {
-			return config.FieldError(fmt.Sprintf("listen[%d].protocols", i), fmt.Sprint(l.Protocols),
-				"exactly one protocol (several protocols on one port arrive with gRPC support)")
+		for j, p := range l.Protocols {
+			if slices.Index(l.Protocols, p) != j {
+				return config.FieldError(fmt.Sprintf("listen[%d].protocols[%d]", i, j), p, "a protocol not already listed")
+			}
 		}
 		if l.TLS != nil {
 			if err := l.TLS.check(); err != nil {

@@ -1,0 +1,154 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// Match is a protocol's verdict on the first bytes of a connection.
+type Match int
+
+const (
+	// MatchNo: the connection does not speak the protocol.
+	MatchNo Match = iota
+	// MatchMore: the bytes so far are a prefix of the protocol's opening;
+	// more are needed to tell.
+	MatchMore
+	// MatchYes: the connection speaks the protocol.
+	MatchYes
+)
+
+// Matcher is implemented by a protocol that can recognise its connections in
+// cleartext by their first bytes, so that one listener can serve several
+// protocols (listen[].protocols: [axon, grpc, grpc-web]). Match must be
+// cheap, must not retain prefix, and must decide within MaxSniff bytes.
+type Matcher interface {
+	Match(prefix []byte) Match
+}
+
+// MaxSniff is the most bytes a listener reads to tell protocols apart.
+const MaxSniff = 64
+
+// HTTP2Preface is the client connection preface of HTTP/2 (RFC 9113 §3.4).
+const HTTP2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// MatchPrefix matches a connection that begins with want.
+func MatchPrefix(prefix []byte, want string) Match {
+	n := min(len(prefix), len(want))
+	if string(prefix[:n]) != want[:n] {
+		return MatchNo
+	}
+	if n < len(want) {
+		return MatchMore
+	}
+	return MatchYes
+}
+
+// MatchHTTP1 matches a connection that begins with an HTTP/1.x request line
+// of one of the methods a gRPC-Web client or a browser's preflight sends.
+func MatchHTTP1(prefix []byte) Match {
+	more := false
+	for _, m := range [...]string{"POST ", "OPTIONS ", "GET ", "HEAD ", "PUT "} {
+		switch MatchPrefix(prefix, m) {
+		case MatchYes:
+			return MatchYes
+		case MatchMore:
+			more = true
+		}
+	}
+	if more {
+		return MatchMore
+	}
+	return MatchNo
+}
+
+// sniffer serves several protocols on one listener: it reads a connection's
+// first bytes, gives the connection to the first protocol (in config order)
+// that claims them, and closes a connection that none claims or that is
+// silent for the handshake timeout.
+type sniffer struct {
+	names    []string
+	matchers []Matcher
+	servers  []ServerConn
+	timeout  time.Duration
+}
+
+func (s *sniffer) ServeConn(conn net.Conn) {
+	i, prefix, err := s.sniff(conn)
+	if err != nil {
+		conn.Close()
+		return
+	}
+	s.servers[i].ServeConn(&prefixConn{Conn: conn, prefix: prefix})
+}
+
+// errNoProtocol says that no protocol of the listener claimed a connection.
+var errNoProtocol = errors.New("kernel: no protocol of this listener matches the connection's first bytes")
+
+// sniff reads until one protocol says yes or all say no. It returns the
+// index of the protocol and the bytes read.
+func (s *sniffer) sniff(conn net.Conn) (int, []byte, error) {
+	conn.SetReadDeadline(time.Now().Add(s.timeout))
+	defer conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, 0, MaxSniff)
+	for len(buf) < MaxSniff {
+		n, err := conn.Read(buf[len(buf):MaxSniff])
+		buf = buf[:len(buf)+n]
+		if n > 0 {
+			undecided := false
+			for i, m := range s.matchers {
+				switch m.Match(buf) {
+				case MatchYes:
+					return i, buf, nil
+				case MatchMore:
+					undecided = true
+				}
+			}
+			if !undecided {
+				return 0, nil, errNoProtocol
+			}
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	return 0, nil, errNoProtocol
+}
+
+func (s *sniffer) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.servers))
+	for i, srv := range s.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// prefixConn is a connection whose first bytes were already read by the
+// sniffer; Read returns them before reading from the connection again.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn returns the underlying connection, for code that needs its
+// concrete type (for example to read TLS state). Its first bytes have been
+// consumed.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
