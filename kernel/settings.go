@@ -1,8 +1,8 @@
 package kernel
 
 import (
-	"slices"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/axonrpc/axon/kernel/config"
