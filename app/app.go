@@ -11,6 +11,8 @@ import (
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
+	health "github.com/axonrpc/axon/plugins/service-health"
+	reflection "github.com/axonrpc/axon/plugins/service-reflection"
 	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
 	uds "github.com/axonrpc/axon/plugins/transport-uds"
@@ -27,4 +29,6 @@ var Plugins = fx.Options(
 	jsoncodec.Module,
 	static.Module,
 	local.Module,
+	health.Module,
+	reflection.Module,
 )

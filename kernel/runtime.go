@@ -33,6 +33,9 @@ type Runtime struct {
 	cur    atomic.Pointer[generation] // written under mu; read freely
 	seq    uint64
 	closed bool
+
+	stopInit, stoppingOnce sync.Once
+	stopCh                 chan struct{} // closed when Shutdown begins
 }
 
 type generation struct {
@@ -135,6 +138,16 @@ func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
+// Stopping returns a channel that is closed when Shutdown begins: services
+// such as health checking report NOT_SERVING from then on, while calls in
+// flight drain.
+func (r *Runtime) Stopping() <-chan struct{} { return r.stopping() }
+
+func (r *Runtime) stopping() chan struct{} {
+	r.stopInit.Do(func() { r.stopCh = make(chan struct{}) })
+	return r.stopCh
+}
+
 // Shutdown drains and stops the running generation; Apply fails afterwards.
 func (r *Runtime) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
@@ -143,6 +156,7 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	r.closed = true
+	r.stoppingOnce.Do(func() { close(r.stopping()) })
 	old := r.cur.Swap(nil)
 	if old == nil {
 		return nil
