@@ -1,0 +1,181 @@
+package grpc
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// handler serves gRPC and gRPC-Web calls over HTTP, dispatching them to d.
+// Errors found before the handler runs (unknown method, codec, encoding,
+// malformed metadata or timeout, schema mismatch) are answered as
+// trailers-only responses, so no interceptor runs for them. Requests that
+// are not gRPC at all get plain HTTP errors: 405 for a method other than
+// POST, 415 for another content type, 505 for gRPC over HTTP/1.x, 403 for a
+// cross-origin request that the CORS policy does not allow.
+type handler struct {
+	d           *kernel.Dispatcher
+	cors        CORSConfig
+	maxMessage  int
+	maxMetadata int
+}
+
+// contentType is a parsed gRPC or gRPC-Web content type.
+type contentType struct {
+	web, text bool   // gRPC-Web; base64 text body
+	base      string // "application/grpc", "application/grpc-web"...
+	codec     string // content subtype: "proto" when absent
+	header    string // what the response carries
+}
+
+// parseContentType parses application/grpc[+codec],
+// application/grpc-web[+codec] and application/grpc-web-text[+codec];
+// parameters are ignored.
+func parseContentType(v string) (contentType, bool) {
+	v, _, _ = strings.Cut(v, ";")
+	v = strings.ToLower(strings.TrimSpace(v))
+	base, sub, plus := strings.Cut(v, "+")
+	ct := contentType{base: base, codec: sub, header: v}
+	switch base {
+	case "application/grpc":
+	case "application/grpc-web":
+		ct.web = true
+	case "application/grpc-web-text":
+		ct.web, ct.text = true, true
+	default:
+		return ct, false
+	}
+	if plus && sub == "" {
+		return ct, false
+	}
+	if sub == "" {
+		ct.codec = "proto"
+	}
+	return ct, true
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r) {
+		if !h.cors.allows(origin) {
+			http.Error(w, "protocol.grpc: cross-origin requests from "+origin+" are not allowed", http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.cors.preflight(w, r, origin)
+			return
+		}
+		h.cors.annotate(w.Header(), origin)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "protocol.grpc: method "+r.Method+" is not allowed; gRPC calls are POST requests", http.StatusMethodNotAllowed)
+		return
+	}
+	ct, ok := parseContentType(r.Header.Get("Content-Type"))
+	if !ok {
+		w.Header().Set("Accept-Post", "application/grpc, application/grpc-web, application/grpc-web-text")
+		http.Error(w, "protocol.grpc: content type "+r.Header.Get("Content-Type")+" is not gRPC or gRPC-Web", http.StatusUnsupportedMediaType)
+		return
+	}
+	if !ct.web && r.ProtoMajor < 2 {
+		http.Error(w, "protocol.grpc: gRPC needs HTTP/2; over HTTP/1.1 use gRPC-Web", http.StatusHTTPVersionNotSupported)
+		return
+	}
+	h.serveCall(w, r, ct)
+}
+
+// serveCall runs one gRPC or gRPC-Web call.
+func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentType) {
+	s := &stream{h: h, w: w, ct: ct, body: r.Body}
+	s.call.Protocol = "grpc"
+	if ct.web {
+		s.call.Protocol = "grpc-web"
+	}
+	if ct.text {
+		s.body = &base64Reader{r: r.Body}
+	}
+	if a, ok := r.Context().Value(peerKey{}).(net.Addr); ok {
+		s.call.Peer = a
+	}
+	if r.ProtoMajor < 2 {
+		// HTTP/1.1 (gRPC-Web): keep reading requests after the first
+		// response bytes, for streams.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
+	ctx := r.Context()
+	route, md, err := h.prepare(r, s)
+	if err != nil {
+		s.ctx = ctx
+		s.finish(err)
+		return
+	}
+	if t := r.Header.Get("Grpc-Timeout"); t != "" {
+		d, _ := parseTimeout(t) // checked by prepare
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, d)
+		defer stop()
+	}
+	s.call.Method = route.Method
+	ctx = metadata.NewIncomingContext(ctx, md)
+	s.ctx = kernel.NewCallContext(ctx, &s.call)
+	err = h.d.HandleStream(route, s)
+	if err == nil && s.ctx.Err() != nil {
+		// The deadline passed or the client went away: the result is moot.
+		err = s.ctx.Err()
+	}
+	s.finish(err)
+}
+
+// prepare checks everything a call needs before its handler runs: the
+// route, the codec and its schema, the message encoding, the timeout and
+// the metadata.
+func (h *handler) prepare(r *http.Request, s *stream) (route *kernel.Route, md metadata.MD, err error) {
+	path := r.URL.Path
+	if svc, m, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); !strings.HasPrefix(path, "/") || !ok || svc == "" || m == "" || strings.Contains(m, "/") {
+		return nil, nil, status.Errorf(status.Unimplemented, "malformed method name %q: want /package.Service/Method", path)
+	}
+	if route = h.d.Route(path); route == nil {
+		return nil, nil, kernel.UnknownMethod(path)
+	}
+	if s.codec, err = h.d.Codec(s.ct.codec); err != nil {
+		return nil, nil, err
+	}
+	switch enc := r.Header.Get("Grpc-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
+		// Answer in the encoding the client chose: it can decode it.
+		s.reqGzip, s.respGzip = true, true
+	default:
+		return nil, nil, status.Errorf(status.Unimplemented, "grpc-encoding %q is not supported (accepted: gzip, identity)", enc)
+	}
+	if t := r.Header.Get("Grpc-Timeout"); t != "" {
+		if _, err := parseTimeout(t); err != nil {
+			return nil, nil, status.New(status.Internal, err.Error())
+		}
+	}
+	md, size, err := incomingMD(r.Header)
+	if err != nil {
+		return nil, nil, status.New(status.Internal, err.Error())
+	}
+	if size > h.maxMetadata {
+		return nil, nil, status.Errorf(status.ResourceExhausted, "request metadata of %d bytes exceeds the limit of %d bytes", size, h.maxMetadata)
+	}
+	if err := h.d.CheckSchema(route, s.codec, md.Get(kernel.SchemaKey)); err != nil {
+		return nil, nil, err
+	}
+	return route, md, nil
+}
+
+// sameOrigin reports whether origin is the origin of the server r reached.
+func sameOrigin(origin string, r *http.Request) bool {
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return strings.EqualFold(origin, scheme+r.Host)
+}

@@ -1,0 +1,173 @@
+package grpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/axonrpc/axon/kernel"
+)
+
+// server is the gRPC protocol's server side for one generation.
+//
+// It is Go's net/http server with Protocols HTTP/1.1 and unencrypted HTTP/2
+// (prior knowledge, as gRPC clients speak it in cleartext), not
+// golang.org/x/net/http2: since Go 1.24 the standard server speaks h2c
+// itself, so one http.Server serves gRPC, gRPC-Web over HTTP/1.1 and
+// gRPC-Web over HTTP/2 on the same connections the kernel hands over; its
+// Shutdown already sends HTTP/2 GOAWAY, lets calls in flight finish and
+// tracks connection state, which ServerConn.Shutdown needs; and it needs no
+// dependency. x/net/http2's ServeConn would fit ServeConn's one-connection
+// shape, but would leave HTTP/1.1 (gRPC-Web) and draining to be done by hand.
+// The kernel's connections reach http.Server.Serve through connListener;
+// ServeConn returns when the server closes its connection.
+type server struct {
+	d    *kernel.Dispatcher
+	h    *handler
+	hs   *http.Server
+	ln   *connListener
+	once sync.Once // starts hs.Serve on the first connection
+	done chan struct{}
+}
+
+// headerSlack is what the HTTP header block may hold beyond max_metadata:
+// pseudo-headers and the headers every gRPC request carries (content-type,
+// te, user-agent, grpc-timeout...). Metadata above max_metadata within the
+// slack is answered with RESOURCE_EXHAUSTED; a header block above both is
+// refused by the HTTP layer (HTTP/2 advertises it as MAX_HEADER_LIST_SIZE).
+const headerSlack = 2 << 10
+
+func newServer(d *kernel.Dispatcher, cfg Config) *server {
+	lim := d.Limits()
+	s := &server{d: d, ln: newConnListener(), done: make(chan struct{})}
+	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata)}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	s.hs = &http.Server{
+		Handler:           s.h,
+		Protocols:         &protos,
+		ReadHeaderTimeout: lim.HandshakeTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    int(lim.MaxMetadata) + headerSlack,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: lim.MaxConcurrentStreams,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, peerKey{}, c.RemoteAddr())
+		},
+		ErrorLog: slog.NewLogLogger(loggerOf(d).Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+func loggerOf(d *kernel.Dispatcher) *slog.Logger {
+	if l := d.Logger(); l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+type peerKey struct{}
+
+// ServeConn implements kernel.ServerConn: it hands conn to the HTTP server
+// and blocks until the server has closed it. After Shutdown it closes conn
+// at once.
+func (s *server) ServeConn(conn net.Conn) {
+	s.once.Do(func() {
+		go func() {
+			defer close(s.done)
+			s.hs.Serve(s.ln) // returns once Shutdown or Close closes s.ln
+		}()
+	})
+	tc := &trackedConn{Conn: conn, closed: make(chan struct{})}
+	if !s.ln.push(tc) {
+		conn.Close()
+		return
+	}
+	<-tc.closed
+}
+
+// Shutdown implements kernel.ServerConn: the HTTP server stops accepting
+// connections, sends GOAWAY on HTTP/2 connections (refusing new calls),
+// closes idle ones, and waits for calls in flight until ctx is done; then it
+// closes every connection that is left, which cancels their calls.
+func (s *server) Shutdown(ctx context.Context) error {
+	err := s.hs.Shutdown(ctx)
+	s.ln.Close()
+	if err != nil {
+		s.hs.Close()
+		err = fmt.Errorf("protocol.grpc: drain: calls still running: %w", err)
+	}
+	s.once.Do(func() { close(s.done) }) // never served: nothing to wait for
+	<-s.done
+	return err
+}
+
+// connListener is a net.Listener whose connections are those ServeConn is
+// given.
+type connListener struct {
+	conns     chan net.Conn
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// push hands c to Accept; it reports false once the listener is closed.
+func (l *connListener) push(c net.Conn) bool {
+	select {
+	case <-l.closed:
+		return false
+	default:
+	}
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return listenerAddr{} }
+
+type listenerAddr struct{}
+
+func (listenerAddr) Network() string { return "axon" }
+func (listenerAddr) String() string  { return "protocol.grpc" }
+
+// trackedConn tells ServeConn when the HTTP server has closed a connection.
+type trackedConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { close(c.closed) })
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
