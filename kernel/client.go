@@ -29,6 +29,9 @@ type ClientCall struct {
 	Schema string
 
 	req, resp any // message samples for Schema, from StreamTypes
+
+	pick  PickInfo      // what the balancer and router see
+	dones []func(error) // the guards' done functions of the attempt
 }
 
 // CallOption changes one call.
@@ -63,16 +66,31 @@ type ClientOptions struct {
 	// DialTimeout bounds one dial; the call's deadline bounds it too.
 	// Default 5s.
 	DialTimeout time.Duration
-	// Timeout is the deadline given to calls whose context has none; zero
-	// means none.
-	Timeout time.Duration
-	// Interceptors wrap every call, outermost first: their unary client
-	// sides wrap unary calls, their stream client sides streaming calls.
-	Interceptors []Interceptor
 	// Limits bound what a server can make the client allocate.
 	Limits Limits
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+
+	// The fields below are the client's policy: Reconfigure changes them
+	// while calls run.
+
+	// Timeout is the deadline given to calls whose context has none; zero
+	// means none.
+	Timeout time.Duration
+	// MethodTimeouts caps the time of calls to a method, by full name
+	// ("/pkg.Service/Method"): a call gets the earlier of its own deadline
+	// and now plus the method's timeout.
+	MethodTimeouts map[string]time.Duration
+	// Interceptors wrap every call, outermost first: their unary client
+	// sides wrap unary calls, their stream client sides streaming calls,
+	// and their guards see each attempt once its endpoint is picked.
+	Interceptors []Interceptor
+	// Balancer picks an endpoint per call; nil means RoundRobin.
+	Balancer Balancer
+	// Router narrows the endpoints of a call; nil means all endpoints.
+	Router Router
+	// Outlier configures outlier ejection; the zero value turns it off.
+	Outlier OutlierConfig
 }
 
 // maxRefusedRetries bounds how often one call is sent again after servers
@@ -83,28 +101,30 @@ const maxRefusedRetries = 4
 // connections per endpoint. It is safe for concurrent use; Close releases
 // its connections.
 type Client struct {
-	o      ClientOptions
-	invoke UnaryInvoker
-	stream Streamer
-	pool   sync.Pool // *ClientCall
+	o    ClientOptions
+	pool sync.Pool // *ClientCall
+	pol  atomic.Pointer[policy]
 
 	mu       sync.Mutex
-	eps      []*endpointConns
+	eps      []*Backend
 	resolved time.Time
 	watched  bool // a Watcher keeps eps up to date
 	closed   bool
-	next     atomic.Uint64
+	next     atomic.Uint64      // spreads calls over an endpoint's connections
 	stop     context.CancelFunc // ends the watch
 }
 
-type endpointConns struct {
-	addr      string
-	transport Transport
-	address   string
-	slots     []connSlot
-	// gone is cancelled when the endpoint leaves the set: dials to it stop.
-	gone   context.Context
-	cancel context.CancelFunc
+// policy is the part of a client that Reconfigure replaces atomically.
+type policy struct {
+	invoke   UnaryInvoker
+	stream   Streamer
+	balancer Balancer
+	router   Router
+	guards   []Guard
+	latency  bool
+	timeout  time.Duration
+	timeouts map[string]time.Duration
+	outlier  OutlierConfig
 }
 
 type connSlot struct {
@@ -135,6 +155,36 @@ func NewClient(o ClientOptions) (*Client, error) {
 	o.Limits = o.Limits.WithDefaults()
 	c := &Client{o: o, stop: func() {}}
 	c.pool.New = func() any { return new(ClientCall) }
+	c.pol.Store(c.newPolicy(o))
+	if w, ok := o.Resolver.(Watcher); ok {
+		var ctx context.Context
+		ctx, c.stop = context.WithCancel(context.Background())
+		go c.watch(ctx, w)
+	}
+	return c, nil
+}
+
+// newPolicy builds the swappable part of the client from o.
+func (c *Client) newPolicy(o ClientOptions) *policy {
+	p := &policy{balancer: o.Balancer, router: o.Router, timeout: o.Timeout, outlier: o.Outlier}
+	if p.balancer == nil {
+		p.balancer = RoundRobin()
+	}
+	if lb, ok := p.balancer.(LatencyBalancer); ok {
+		p.latency = lb.TracksLatency()
+	}
+	if len(o.MethodTimeouts) > 0 {
+		p.timeouts = o.MethodTimeouts
+	}
+	if p.outlier.ConsecutiveFailures > 0 {
+		d := DefaultOutlierConfig()
+		if p.outlier.BaseEjection <= 0 {
+			p.outlier.BaseEjection = d.BaseEjection
+		}
+		if p.outlier.MaxEjection <= 0 {
+			p.outlier.MaxEjection = d.MaxEjection
+		}
+	}
 	var unary []UnaryClientInterceptor
 	var streams []StreamClientInterceptor
 	for _, ic := range o.Interceptors {
@@ -144,32 +194,65 @@ func NewClient(o ClientOptions) (*Client, error) {
 		if ic.StreamClient != nil {
 			streams = append(streams, ic.StreamClient)
 		}
+		if ic.Guard != nil {
+			p.guards = append(p.guards, ic.Guard)
+		}
 	}
-	c.invoke = chainClient(unary, c.send)
-	c.stream = chainStreamClient(streams, c.open)
-	if w, ok := o.Resolver.(Watcher); ok {
-		var ctx context.Context
-		ctx, c.stop = context.WithCancel(context.Background())
-		go c.watch(ctx, w)
+	p.invoke = chainClient(unary, func(ctx context.Context, method string, req, resp any) error {
+		return c.send(ctx, p, method, req, resp)
+	})
+	p.stream = chainStreamClient(streams, func(ctx context.Context, method string) (ClientStream, error) {
+		return c.open(ctx, p, method)
+	})
+	return p
+}
+
+// Reconfigure replaces the client's policy (Timeout, MethodTimeouts,
+// Interceptors, Balancer, Router, Outlier; o's other fields are ignored)
+// while calls run: calls that started keep the policy they started with,
+// new calls take the new one. Connections are kept.
+func (c *Client) Reconfigure(o ClientOptions) {
+	p := c.newPolicy(o)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p.router != nil && c.eps != nil {
+		p.router.Update(c.eps)
 	}
-	return c, nil
+	c.pol.Store(p)
 }
 
 // Invoke calls method ("/pkg.Service/Method") with req and decodes the
 // response into resp. It returns nil or a *status.Error, and never blocks
 // past ctx's deadline.
 func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts ...CallOption) error {
-	if c.o.Timeout > 0 {
-		if _, ok := ctx.Deadline(); !ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, c.o.Timeout)
+	p := c.pol.Load()
+	if p.timeout > 0 || p.timeouts != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = p.withTimeout(ctx, method)
+		if cancel != nil {
 			defer cancel()
 		}
 	}
 	if len(opts) == 0 {
-		return c.invoke(ctx, method, req, resp)
+		return p.invoke(ctx, method, req, resp)
 	}
-	return c.invoke(withCallOptions(ctx, opts), method, req, resp)
+	return p.invoke(withCallOptions(ctx, opts), method, req, resp)
+}
+
+// withTimeout applies the method's timeout, or the default timeout to a
+// call without a deadline. cancel is nil when ctx is unchanged.
+func (p *policy) withTimeout(ctx context.Context, method string) (context.Context, context.CancelFunc) {
+	dl, has := ctx.Deadline()
+	if d, ok := p.timeouts[method]; ok && d > 0 {
+		if !has || time.Until(dl) > d {
+			return context.WithTimeout(ctx, d)
+		}
+		return ctx, nil
+	}
+	if !has && p.timeout > 0 {
+		return context.WithTimeout(ctx, p.timeout)
+	}
+	return ctx, nil
 }
 
 type optsKey struct{}
@@ -178,17 +261,24 @@ func withCallOptions(ctx context.Context, opts []CallOption) context.Context {
 	return context.WithValue(ctx, optsKey{}, opts)
 }
 
-// send is the innermost invoker: pick a connection, send, and resend a call
-// that a server refused before running it.
-func (c *Client) send(ctx context.Context, method string, req, resp any) error {
+// send is the innermost invoker: pick an endpoint and a connection, send,
+// and resend a call that a server refused before running it.
+func (c *Client) send(ctx context.Context, p *policy, method string, req, resp any) error {
 	call := c.pool.Get().(*ClientCall)
-	*call = ClientCall{Method: method, Codec: c.o.Codec, Metadata: metadata.FromOutgoingContext(ctx)}
+	dones := call.dones[:0]
+	*call = ClientCall{Method: method, Codec: c.o.Codec, Metadata: metadata.FromOutgoingContext(ctx), dones: dones}
 	if opts, ok := ctx.Value(optsKey{}).([]CallOption); ok {
 		for _, o := range opts {
 			o(call)
 		}
 	}
-	defer func() { *call = ClientCall{}; c.pool.Put(call) }()
+	call.pick = PickInfo{Method: method, Metadata: call.Metadata}
+	defer func() {
+		dones := call.dones[:0]
+		clear(call.dones[:cap(call.dones)])
+		*call = ClientCall{dones: dones}
+		c.pool.Put(call)
+	}()
 	if sc, ok := call.Codec.(SchemaCodec); ok {
 		call.Schema = sc.Schema(req, resp)
 	}
@@ -196,12 +286,23 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 	var err error
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
 		var s Session
+		var b *Backend
 		// A refusal often means the server is moving: look again first.
-		s, err = c.session(ctx, attempt > 0)
+		s, b, err = c.session(ctx, p, &call.pick, attempt > 0)
 		if err != nil {
 			return err
 		}
+		if err = c.admit(p, b, call); err != nil {
+			return err
+		}
+		var start time.Time
+		if p.latency {
+			start = time.Now()
+		}
+		b.inflight.Add(1)
 		err = s.Invoke(ctx, call, req, resp)
+		b.inflight.Add(-1)
+		c.finish(p, b, call, start, err)
 		if err == nil || !status.IsRefused(err) {
 			return err
 		}
@@ -213,31 +314,175 @@ func (c *Client) send(ctx context.Context, method string, req, resp any) error {
 	return err
 }
 
-// session returns an accepting session, dialing one if needed. When no
-// endpoint can be reached, the endpoints are resolved again and tried again
-// a few times within ctx: a server may have moved, and a call that was never
-// sent is safe to send elsewhere.
-func (c *Client) session(ctx context.Context, refresh bool) (Session, error) {
+// admit asks the policy's guards to admit an attempt on b; a guard that
+// refuses fails it, and the guards that admitted it learn that.
+func (c *Client) admit(p *policy, b *Backend, call *ClientCall) error {
+	call.dones = call.dones[:0]
+	for _, g := range p.guards {
+		done, err := g.Admit(b, call.Method)
+		if err != nil {
+			for _, d := range call.dones {
+				d(nil) // not sent: neither success nor failure of b
+			}
+			call.dones = call.dones[:0]
+			return err
+		}
+		if done != nil {
+			call.dones = append(call.dones, done)
+		}
+	}
+	return nil
+}
+
+// finish records an attempt's outcome on b: the guards' done functions,
+// outlier ejection and latency.
+func (c *Client) finish(p *policy, b *Backend, call *ClientCall, start time.Time, err error) {
+	for _, d := range call.dones {
+		if status.IsRefused(err) {
+			d(nil) // never run: says nothing about b's health
+		} else {
+			d(err)
+		}
+	}
+	call.dones = call.dones[:0]
+	if p.latency && !start.IsZero() && !status.IsRefused(err) {
+		d := int64(time.Since(start))
+		if old := b.ewma.Load(); old != 0 {
+			d = old + (d-old)/8
+		}
+		b.ewma.Store(max(d, 1))
+	}
+	if p.outlier.ConsecutiveFailures > 0 {
+		c.observe(p, b, err)
+	}
+}
+
+// observe counts b's consecutive failures and ejects b when they reach the
+// configured number, unless the share of ejected endpoints is used up.
+func (c *Client) observe(p *policy, b *Backend, err error) {
+	if !serverFailure(err) {
+		if err == nil && b.fails.Load() != 0 {
+			b.fails.Store(0)
+		}
+		return
+	}
+	if int(b.fails.Add(1)) < p.outlier.ConsecutiveFailures {
+		return
+	}
+	now := time.Now().UnixNano()
+	if b.ejectedAt(now) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.ejectedAt(now) {
+		return
+	}
+	ejected := 0
+	for _, e := range c.eps {
+		if e.ejectedAt(now) {
+			ejected++
+		}
+	}
+	limit := min(int(p.outlier.MaxEjectedShare*float64(len(c.eps))), len(c.eps)-1)
+	if ejected >= limit {
+		return // keep counting: the next failure tries again
+	}
+	k := b.ejections.Load()
+	if prev := b.ejectedUntil.Load(); prev != 0 && now-prev > int64(p.outlier.MaxEjection) {
+		k = 0 // healthy for long enough: start again from the base period
+	}
+	d := min(p.outlier.BaseEjection<<min(k, 30), p.outlier.MaxEjection)
+	b.ejections.Store(k + 1)
+	b.ejectedUntil.Store(now + int64(d))
+	b.fails.Store(0)
+	c.o.Logger.Warn("endpoint ejected", "target", c.o.Target, "endpoint", b.addr, "for", d, "ejections", k+1)
+}
+
+// usable reports whether b may take a call to method now: it is not ejected
+// and every guard would admit the call.
+func (p *policy) usable(b *Backend, method string) bool {
+	if u := b.ejectedUntil.Load(); u != 0 && time.Now().UnixNano() < u {
+		return false
+	}
+	for _, g := range p.guards {
+		if !g.Available(b, method) {
+			return false
+		}
+	}
+	return true
+}
+
+// candidates returns the endpoints the call may use and the index of the
+// one the balancer picked, moved to a usable endpoint when the picked one
+// is not usable and another is.
+func (p *policy) candidates(eps []*Backend, pi *PickInfo) ([]*Backend, int, error) {
+	cand := eps
+	if p.router != nil {
+		sub, err := p.router.Route(pi)
+		if err != nil {
+			return nil, 0, err
+		}
+		if sub != nil {
+			cand = sub
+		}
+		if len(cand) == 0 {
+			return nil, 0, status.Errorf(status.Unavailable, "no endpoint matches the route of %s", pi.Method)
+		}
+	}
+	if len(cand) == 1 {
+		return cand, 0, nil
+	}
+	i := p.balancer.Pick(pi, cand)
+	if i < 0 || i >= len(cand) {
+		i = 0
+	}
+	if !p.usable(cand[i], pi.Method) {
+		for j := 1; j < len(cand); j++ {
+			if k := (i + j) % len(cand); p.usable(cand[k], pi.Method) {
+				return cand, k, nil
+			}
+		}
+	}
+	return cand, i, nil
+}
+
+// session returns an accepting session to the endpoint the policy picks for
+// the call, dialing one if needed. When the picked endpoint cannot be
+// reached the others are tried in order; when none can, the endpoints are
+// resolved again and tried again a few times within ctx: a server may have
+// moved, and a call that was never sent is safe to send elsewhere.
+func (c *Client) session(ctx context.Context, p *policy, pi *PickInfo, refresh bool) (Session, *Backend, error) {
 	var lastErr error
 	for attempt := range connectAttempts {
 		eps, err := c.endpoints(ctx, refresh || attempt > 0)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		n := c.next.Add(1)
-		// Try each endpoint once, starting at the round-robin position;
-		// wait behind another caller's dial only when nothing else works.
-		var busy *endpointConns
+		cand, first, err := p.candidates(eps, pi)
+		if err != nil {
+			return nil, nil, err
+		}
+		var n uint64
+		if c.o.ConnsPerEndpoint > 1 {
+			n = c.next.Add(1)
+		}
+		// Try each endpoint once, starting at the picked one; wait behind
+		// another caller's dial only when nothing else works.
+		var busy *Backend
 		var busySlot *connSlot
-		for i := range eps {
-			ep := eps[(int(n)+i)%len(eps)]
-			slot := &ep.slots[int(n/uint64(len(eps)))%len(ep.slots)]
+		for i := range cand {
+			ep := cand[(first+i)%len(cand)]
+			if i > 0 && !p.usable(ep, pi.Method) {
+				continue
+			}
+			slot := &ep.slots[int(n%uint64(len(ep.slots)))]
 			if b := slot.sess.Load(); b != nil && b.s.Accepting() {
-				return b.s, nil
+				return b.s, ep, nil
 			}
 			s, err := c.dial(ctx, ep, slot, false)
 			if err == nil {
-				return s, nil
+				return s, ep, nil
 			}
 			if err == errDialBusy {
 				if busy == nil {
@@ -247,28 +492,34 @@ func (c *Client) session(ctx context.Context, refresh bool) (Session, error) {
 			}
 			lastErr = err
 			if ctx.Err() != nil {
-				return nil, status.FromError(ctx.Err())
+				return nil, nil, status.FromError(ctx.Err())
+			}
+			if p.outlier.ConsecutiveFailures > 0 {
+				c.observe(p, ep, err)
 			}
 		}
 		if busy != nil {
 			s, err := c.dial(ctx, busy, busySlot, true)
 			if err == nil {
-				return s, nil
+				return s, busy, nil
 			}
 			lastErr = err
 			if ctx.Err() != nil {
-				return nil, status.FromError(ctx.Err())
+				return nil, nil, status.FromError(ctx.Err())
 			}
 		}
 		t := time.NewTimer(time.Duration(10<<attempt) * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, status.FromError(ctx.Err())
+			return nil, nil, status.FromError(ctx.Err())
 		case <-t.C:
 		}
 	}
-	return nil, lastErr
+	if lastErr == nil {
+		lastErr = status.Errorf(status.Unavailable, "no usable endpoint of %s", c.o.Target)
+	}
+	return nil, nil, lastErr
 }
 
 // connectAttempts bounds how often session resolves and dials again.
@@ -279,7 +530,7 @@ var errDialBusy = status.New(status.Unavailable, "another call is connecting")
 
 // dial connects slot. With wait false it returns errDialBusy rather than
 // wait behind another caller's dial, so the caller can try another endpoint.
-func (c *Client) dial(ctx context.Context, ep *endpointConns, slot *connSlot, wait bool) (Session, error) {
+func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait bool) (Session, error) {
 	select {
 	case slot.dialing <- struct{}{}:
 	default:
@@ -344,7 +595,7 @@ const resolveEvery = 5 * time.Second
 // endpoints returns the target's endpoints, resolving them when they are
 // unknown, older than resolveEvery (unless a watch keeps them fresh), or
 // refresh is set.
-func (c *Client) endpoints(ctx context.Context, refresh bool) ([]*endpointConns, error) {
+func (c *Client) endpoints(ctx context.Context, refresh bool) ([]*Backend, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -366,18 +617,21 @@ func (c *Client) endpoints(ctx context.Context, refresh bool) ([]*endpointConns,
 	return c.setLocked(found)
 }
 
-// setLocked makes found the endpoint set, keeping the connections of
-// endpoints that stay; c.mu is held. Connections to endpoints that left
-// finish their calls in flight before they close.
-func (c *Client) setLocked(found []Endpoint) ([]*endpointConns, error) {
-	old := make(map[string]*endpointConns, len(c.eps))
+// setLocked makes found the endpoint set, keeping the connections and
+// counters of endpoints that stay (their labels and weight are updated);
+// c.mu is held. Connections to endpoints that left finish their calls in
+// flight before they close.
+func (c *Client) setLocked(found []Endpoint) ([]*Backend, error) {
+	old := make(map[string]*Backend, len(c.eps))
 	for _, e := range c.eps {
 		old[e.addr] = e
 	}
-	eps := make([]*endpointConns, 0, len(found))
+	eps := make([]*Backend, 0, len(found))
 	var skipped []string
 	for _, f := range found {
+		info := f
 		if e, ok := old[f.Address]; ok {
+			e.info.Store(&info)
 			eps = append(eps, e)
 			delete(old, f.Address)
 			continue
@@ -393,7 +647,9 @@ func (c *Client) setLocked(found []Endpoint) ([]*endpointConns, error) {
 			slots[i].dialing = make(chan struct{}, 1)
 		}
 		gone, cancel := context.WithCancel(context.Background())
-		eps = append(eps, &endpointConns{addr: f.Address, transport: tr, address: addr, slots: slots, gone: gone, cancel: cancel})
+		b := &Backend{addr: f.Address, transport: tr, address: addr, slots: slots, gone: gone, cancel: cancel}
+		b.info.Store(&info)
+		eps = append(eps, b)
 	}
 	if len(eps) == 0 {
 		if len(skipped) > 0 {
@@ -405,6 +661,9 @@ func (c *Client) setLocked(found []Endpoint) ([]*endpointConns, error) {
 		go e.retire()
 	}
 	c.eps, c.resolved = eps, time.Now()
+	if r := c.pol.Load().router; r != nil {
+		r.Update(eps)
+	}
 	return eps, nil
 }
 
@@ -436,7 +695,7 @@ const retireGrace = time.Minute
 
 // retire drains the endpoint's connections: calls in flight finish, new
 // ones go elsewhere, and a connection still busy after retireGrace closes.
-func (e *endpointConns) retire() {
+func (e *Backend) retire() {
 	e.cancel()
 	for i := range e.slots {
 		if b := e.slots[i].sess.Load(); b != nil {
@@ -452,7 +711,7 @@ func (e *endpointConns) retire() {
 	}
 }
 
-func (e *endpointConns) closeIdle() {
+func (e *Backend) closeIdle() {
 	e.cancel()
 	for i := range e.slots {
 		if b := e.slots[i].sess.Load(); b != nil {
@@ -482,33 +741,50 @@ func (c *Client) String() string { return fmt.Sprintf("client(%s)", c.o.Target) 
 // the client's stream interceptors. Cancelling ctx ends the call; so does
 // reading until RecvMsg returns an error.
 func (c *Client) NewStream(ctx context.Context, method string, opts ...CallOption) (ClientStream, error) {
+	p := c.pol.Load()
+	if d, ok := p.timeouts[method]; ok && d > 0 {
+		// The stream lives as long as ctx: the timeout bounds the stream,
+		// and ends with it.
+		if dl, has := ctx.Deadline(); !has || time.Until(dl) > d {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			context.AfterFunc(ctx, cancel)
+		}
+	}
 	if len(opts) > 0 {
 		ctx = withCallOptions(ctx, opts)
 	}
-	return c.stream(ctx, method)
+	return p.stream(ctx, method)
 }
 
-// open is the innermost Streamer: pick a connection and open the stream,
-// again elsewhere when a server refused it.
-func (c *Client) open(ctx context.Context, method string) (ClientStream, error) {
+// open is the innermost Streamer: pick an endpoint and a connection and open
+// the stream, again elsewhere when a server refused it. Guards see the
+// opening of the stream, not its end.
+func (c *Client) open(ctx context.Context, p *policy, method string) (ClientStream, error) {
 	call := &ClientCall{Method: method, Codec: c.o.Codec, Metadata: metadata.FromOutgoingContext(ctx)}
 	if opts, ok := ctx.Value(optsKey{}).([]CallOption); ok {
 		for _, o := range opts {
 			o(call)
 		}
 	}
+	call.pick = PickInfo{Method: method, Metadata: call.Metadata}
 	if sc, ok := call.Codec.(SchemaCodec); ok && call.req != nil {
 		call.Schema = sc.Schema(call.req, call.resp)
 	}
 	var err error
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
 		var s Session
-		s, err = c.session(ctx, attempt > 0)
+		var b *Backend
+		s, b, err = c.session(ctx, p, &call.pick, attempt > 0)
 		if err != nil {
+			return nil, err
+		}
+		if err = c.admit(p, b, call); err != nil {
 			return nil, err
 		}
 		var cs ClientStream
 		cs, err = s.NewStream(ctx, call)
+		c.finish(p, b, call, time.Time{}, err)
 		if err == nil || !status.IsRefused(err) {
 			return cs, err
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/axonrpc/axon/kernel/config"
 )
@@ -15,15 +17,107 @@ import (
 type BuiltClient struct {
 	*Client
 	closers []io.Closer
+
+	mu     sync.Mutex
+	cat    *Catalog
+	log    *slog.Logger
+	policy []io.Closer // of the interceptors, balancer and router in use
 }
 
 // Close closes the client's connections and its plugins.
 func (b *BuiltClient) Close() error {
 	errs := []error{b.Client.Close()}
-	for _, c := range b.closers {
+	b.mu.Lock()
+	closers := append(b.policy, b.closers...)
+	b.policy = nil
+	b.mu.Unlock()
+	for _, c := range closers {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// Reload applies the policy part of cfg's client section (timeout,
+// method_timeouts, interceptors, balancer, router, outlier) to the running
+// client: the new plugins are built, swapped in atomically for new calls,
+// and the old ones closed. Connections are kept and no call fails. When the
+// new policy cannot be built, the old one stays and the error is returned.
+func (b *BuiltClient) Reload(cfg *Config) error {
+	bc := BuildContext{Logger: b.log, Limits: cfg.Client.Limits.WithDefaults()}
+	pol, closers, err := buildPolicy(b.cat, bc, &cfg.Client)
+	if err != nil {
+		return err
+	}
+	o := b.Client.o
+	pol.apply(&o)
+	b.mu.Lock()
+	old := b.policy
+	b.policy = closers
+	b.Client.Reconfigure(o)
+	b.mu.Unlock()
+	for _, c := range old {
+		c.Close()
+	}
+	return nil
+}
+
+// clientPolicy is what buildPolicy builds from a client section.
+type clientPolicy struct {
+	timeout      time.Duration
+	timeouts     map[string]time.Duration
+	interceptors []Interceptor
+	balancer     Balancer
+	router       Router
+	outlier      OutlierConfig
+}
+
+func (p *clientPolicy) apply(o *ClientOptions) {
+	o.Timeout, o.MethodTimeouts, o.Interceptors = p.timeout, p.timeouts, p.interceptors
+	o.Balancer, o.Router, o.Outlier = p.balancer, p.router, p.outlier
+}
+
+// buildPolicy builds the interceptors, balancer and router of cc. On error
+// what it built is closed.
+func buildPolicy(cat *Catalog, bc BuildContext, cc *ClientConfig) (_ *clientPolicy, closers []io.Closer, err error) {
+	own := func(v any) {
+		if c, ok := v.(io.Closer); ok {
+			closers = append(closers, c)
+		}
+	}
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c.Close()
+			}
+			closers = nil
+		}
+	}()
+	p := &clientPolicy{timeout: cc.Timeout, timeouts: cc.MethodTimeouts, outlier: cc.Outlier}
+	for i, pc := range cc.Interceptors {
+		path := fmt.Sprintf("client.interceptors[%d]", i)
+		ic, err := build[Interceptor](cat, bc, KindInterceptor, pc.Use, path+".use", withPath(pc.Options, path))
+		if err != nil {
+			return nil, nil, err
+		}
+		own(ic)
+		if ic.Client == nil && ic.StreamClient == nil && ic.Guard == nil {
+			return nil, nil, fmt.Errorf("config: %s.use: interceptor %q has no client side", path, pc.Use)
+		}
+		p.interceptors = append(p.interceptors, ic)
+	}
+	if _, lookupErr := cat.Lookup(KindBalancer, cc.Balancer.Use); lookupErr != nil && cc.Balancer.Use == "round_robin" {
+		p.balancer = RoundRobin() // built in, unless a plugin takes the name
+	} else if p.balancer, err = build[Balancer](cat, bc, KindBalancer, cc.Balancer.Use, "client.balancer.use", withPath(cc.Balancer.Options, "client.balancer")); err != nil {
+		return nil, nil, err
+	}
+	own(p.balancer)
+	if cc.Router != nil {
+		if p.router, err = build[Router](cat, bc, KindRouter, cc.Router.Use, "client.router.use", withPath(cc.Router.Options, "client.router")); err != nil {
+			return nil, nil, err
+		}
+		own(p.router)
+	}
+	return p, closers, nil
 }
 
 // BuildClient builds a client for target from cfg's client section, codec
@@ -36,7 +130,7 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &BuiltClient{}
+	b := &BuiltClient{cat: cat, log: log}
 	own := func(v any) {
 		if c, ok := v.(io.Closer); ok {
 			b.closers = append(b.closers, c)
@@ -91,18 +185,12 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		own(tr)
 		o.Transports[schemeOf(name, tr)] = tr
 	}
-	for i, pc := range cfg.Client.Interceptors {
-		path := fmt.Sprintf("client.interceptors[%d]", i)
-		ic, err := build[Interceptor](cat, bc, KindInterceptor, pc.Use, path+".use", withPath(pc.Options, path))
-		if err != nil {
-			return fail(err)
-		}
-		if ic.Client == nil && ic.StreamClient == nil {
-			return fail(fmt.Errorf("config: %s.use: interceptor %q has no client side", path, pc.Use))
-		}
-		own(ic)
-		o.Interceptors = append(o.Interceptors, ic)
+	pol, closers, err := buildPolicy(cat, bc, &cfg.Client)
+	if err != nil {
+		return fail(err)
 	}
+	b.policy = closers
+	pol.apply(&o)
 	if b.Client, err = NewClient(o); err != nil {
 		return fail(err)
 	}

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -158,11 +159,16 @@ func (d *Dispatcher) Limits() Limits { return d.limits }
 func (d *Dispatcher) Logger() *slog.Logger { return d.log }
 
 // HandleUnary runs the interceptor chain and the handler of r for req. A
+// call whose context is already done (its deadline passed while it arrived
+// or waited) gets DEADLINE_EXCEEDED (or CANCELLED) and runs nothing. A
 // panic anywhere in the chain is recovered, logged with its stack, and
 // becomes INTERNAL; the server keeps serving.
 func (d *Dispatcher) HandleUnary(ctx context.Context, r *Route, req any) (resp any, err error) {
 	if r.handle == nil {
 		return nil, status.Errorf(status.Internal, "%s is a streaming method, called as unary", r.Method.FullName)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, expired(r, err)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -171,6 +177,15 @@ func (d *Dispatcher) HandleUnary(ctx context.Context, r *Route, req any) (resp a
 		}
 	}()
 	return r.handle(ctx, req)
+}
+
+// expired is the status of a call whose context ended (its deadline passed
+// or its client cancelled) before its handler ran: the handler is not run.
+func expired(r *Route, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Errorf(status.DeadlineExceeded, "deadline exceeded before %s ran", r.Method.FullName)
+	}
+	return status.Errorf(status.Canceled, "call to %s cancelled before it ran", r.Method.FullName)
 }
 
 // UnknownMethod returns the UNIMPLEMENTED status for a call to fullName.

@@ -26,6 +26,10 @@ type Interceptor struct {
 	Client       UnaryClientInterceptor
 	StreamServer StreamServerInterceptor
 	StreamClient StreamClientInterceptor
+	// Guard, on the client side, admits each attempt once its endpoint is
+	// picked and learns its outcome (see Guard); a circuit breaker per
+	// endpoint lives here.
+	Guard Guard
 }
 
 // chainServer composes interceptors around h, outermost first. The chain is

@@ -21,6 +21,8 @@ const (
 	KindCodec       Kind = "codec"       // builds a Codec
 	KindRegistry    Kind = "registry"    // builds a Resolver (and maybe a Registry)
 	KindInterceptor Kind = "interceptor" // builds an Interceptor
+	KindBalancer    Kind = "balancer"    // builds a Balancer
+	KindRouter      Kind = "router"      // builds a Router
 )
 
 // BuildContext is what a factory may use while it builds an instance. It is

@@ -80,6 +80,19 @@ type ClientConfig struct {
 	// Transports gives a transport's client-side options by transport name,
 	// such as the CA a QUIC client trusts; unnamed ones use their defaults.
 	Transports map[string]TransportOptions `yaml:"transports"`
+	// MethodTimeouts caps the time of calls to a method, by full name
+	// ("/pkg.Service/Method"): a call gets the earlier of its own deadline
+	// and now plus the method's timeout.
+	MethodTimeouts map[string]time.Duration `yaml:"method_timeouts" min:"1ms"`
+	// Balancer selects the balancer plugin that picks an endpoint per call
+	// (default round_robin, built in).
+	Balancer PluginConfig `yaml:"balancer"`
+	// Router selects the router plugin that narrows a call's endpoints by
+	// rules (such as colour); none by default.
+	Router *PluginConfig `yaml:"router"`
+	// Outlier configures outlier ejection of failing endpoints (off by
+	// default).
+	Outlier OutlierConfig `yaml:"outlier"`
 }
 
 // TransportOptions is a transport plugin's options block.
@@ -116,6 +129,8 @@ func DefaultConfig() Config {
 			DialTimeout:      5 * time.Second,
 			Protocol:         "axon",
 			Limits:           DefaultLimits(),
+			Balancer:         PluginConfig{Use: "round_robin"},
+			Outlier:          DefaultOutlierConfig(),
 		},
 		Server: ServerConfig{
 			Codecs:       []string{"proto"},

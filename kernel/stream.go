@@ -99,7 +99,9 @@ func (m *MethodDesc) IsStreaming() bool { return m.ClientStreams || m.ServerStre
 // stream. A unary method is served too: its one request is read, the unary
 // chain runs, and the response is sent, so a protocol that sees every call as
 // a stream (gRPC) needs no second path. A panic anywhere in the chain is
-// recovered, logged with its stack, and becomes INTERNAL.
+// recovered, logged with its stack, and becomes INTERNAL. A call whose
+// context is already done gets DEADLINE_EXCEEDED (or CANCELLED) and runs
+// nothing.
 func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -107,6 +109,9 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 			err = status.Errorf(status.Internal, "handler panic in %s", r.Method.FullName)
 		}
 	}()
+	if err := stream.Context().Err(); err != nil {
+		return expired(r, err)
+	}
 	if r.stream != nil {
 		return r.stream(stream)
 	}
