@@ -1,0 +1,221 @@
+package retry
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+// AttemptKey is the metadata key that marks a retry: its value is the
+// attempt's number (2 for the first retry).
+const AttemptKey = "axon-retry-attempt"
+
+type idempotentKey struct{}
+
+// Idempotent returns ctx marking the calls made with it as safe to retry
+// after they may have run.
+func Idempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
+// Retrier is the retry interceptor's instance. It is safe for concurrent
+// use.
+type Retrier struct {
+	cfg       Config
+	retryable [status.Unauthenticated + 1]bool
+	methods   map[string]bool // full names and "/pkg.Service/" prefixes
+
+	budget budget
+
+	// Counters, for tests and metrics.
+	calls, retries, denied atomic.Int64
+}
+
+// New returns a retrier configured by c.
+func New(c Config) *Retrier {
+	r := &Retrier{cfg: c, methods: map[string]bool{}}
+	for _, name := range c.RetryableCodes {
+		code, _ := codeByName(name)
+		r.retryable[code] = true
+	}
+	for _, m := range c.IdempotentMethods {
+		r.methods[strings.TrimSuffix(m, "*")] = true
+	}
+	r.budget.init(c.BudgetRatio, c.BudgetFloor)
+	return r
+}
+
+// Stats returns the calls seen, the retries sent and the retries the budget
+// denied.
+func (r *Retrier) Stats() (calls, retries, denied int64) {
+	return r.calls.Load(), r.retries.Load(), r.denied.Load()
+}
+
+func (r *Retrier) idempotent(ctx context.Context, method string) bool {
+	if len(r.methods) > 0 {
+		if r.methods[method] {
+			return true
+		}
+		if i := strings.LastIndexByte(method, '/'); i > 0 && r.methods[method[:i+1]] {
+			return true
+		}
+	}
+	v, _ := ctx.Value(idempotentKey{}).(bool)
+	return v
+}
+
+// Intercept is the unary client interceptor.
+func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
+	r.calls.Add(1)
+	r.budget.deposit()
+	if r.cfg.MaxAttempts <= 1 || metadata.FromIncomingContext(ctx).Get(AttemptKey) != "" {
+		// The handler making this call serves a retry: the caller upstream
+		// retries already, so this hop does not multiply its attempts.
+		return next(ctx, method, req, resp)
+	}
+	idem := r.idempotent(ctx, method)
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx := ctx
+		if attempt > 1 {
+			actx = metadata.AppendToOutgoingContext(ctx, AttemptKey, strconv.Itoa(attempt))
+		}
+		err = r.attempt(actx, method, req, resp, next)
+		if err == nil || attempt >= r.cfg.MaxAttempts || ctx.Err() != nil || !r.shouldRetry(ctx, err, idem) {
+			return err
+		}
+		if !r.budget.withdraw() {
+			r.denied.Add(1)
+			return err
+		}
+		if !r.backoff(ctx, attempt) {
+			return err
+		}
+		r.retries.Add(1)
+	}
+}
+
+func (r *Retrier) attempt(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
+	if r.cfg.PerAttemptTimeout <= 0 {
+		return next(ctx, method, req, resp)
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= r.cfg.PerAttemptTimeout {
+		return next(ctx, method, req, resp)
+	}
+	actx, cancel := context.WithTimeout(ctx, r.cfg.PerAttemptTimeout)
+	defer cancel()
+	return next(actx, method, req, resp)
+}
+
+// shouldRetry reports whether a failed attempt may be sent again: a refusal
+// always may (the server never ran it); other errors only for idempotent
+// calls with a retryable code, or an attempt's own timeout.
+func (r *Retrier) shouldRetry(ctx context.Context, err error, idem bool) bool {
+	if status.IsRefused(err) {
+		return true
+	}
+	if !idem {
+		return false
+	}
+	c := status.CodeOf(err)
+	if c == status.DeadlineExceeded && r.cfg.PerAttemptTimeout > 0 && ctx.Err() == nil {
+		return true
+	}
+	return int(c) < len(r.retryable) && r.retryable[c]
+}
+
+// backoff waits before retry number attempt (1 for the first), with
+// jitter; false when the caller's deadline would pass first.
+func (r *Retrier) backoff(ctx context.Context, attempt int) bool {
+	d := float64(r.cfg.InitialBackoff)
+	for range attempt - 1 {
+		d *= r.cfg.Multiplier
+	}
+	d = min(d, float64(r.cfg.MaxBackoff))
+	d -= d * r.cfg.Jitter * rand.Float64()
+	wait := time.Duration(d)
+	if wait <= 0 {
+		return true
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// budget is a token bucket in thousandths of a retry: each call deposits
+// ratio, each retry withdraws one, and floor retries per second are added
+// over time. The balance is capped at floor plus ratio times 10, so a long
+// healthy spell does not save up a retry storm.
+type budget struct {
+	ratio, cap int64 // milli-tokens
+	floor      int64 // milli-tokens per second
+	balance    atomic.Int64
+
+	mu     sync.Mutex
+	refill time.Time
+}
+
+func (b *budget) init(ratio float64, floor int) {
+	b.ratio = int64(ratio * 1000)
+	b.floor = int64(floor) * 1000
+	b.cap = b.floor + 10*b.ratio
+	b.balance.Store(b.floor)
+	b.refill = time.Now()
+}
+
+func (b *budget) deposit() {
+	if b.ratio == 0 {
+		return
+	}
+	for {
+		v := b.balance.Load()
+		if v >= b.cap {
+			return
+		}
+		if b.balance.CompareAndSwap(v, min(v+b.ratio, b.cap)) {
+			return
+		}
+	}
+}
+
+func (b *budget) withdraw() bool {
+	if b.floor > 0 {
+		b.mu.Lock()
+		now := time.Now()
+		if add := int64(now.Sub(b.refill).Seconds() * float64(b.floor)); add > 0 {
+			b.refill = now
+			for {
+				v := b.balance.Load()
+				if b.balance.CompareAndSwap(v, min(v+add, max(v, b.cap))) {
+					break
+				}
+			}
+		}
+		b.mu.Unlock()
+	}
+	for {
+		v := b.balance.Load()
+		if v < 1000 {
+			return false
+		}
+		if b.balance.CompareAndSwap(v, v-1000) {
+			return true
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package retry_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/plugins/retry"
+)
+
+const m = "/t.S/Get"
+
+// backend is a fake next invoker returning errs in turn (the last one
+// repeats) and recording each attempt's retry flag.
+type backend struct {
+	errs  []error
+	flags []string
+}
+
+func (b *backend) invoke(ctx context.Context, _ string, _, _ any) error {
+	b.flags = append(b.flags, metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey))
+	err := b.errs[min(len(b.flags)-1, len(b.errs)-1)]
+	return err
+}
+
+func cfg(f func(*retry.Config)) retry.Config {
+	c := retry.DefaultConfig()
+	c.InitialBackoff, c.MaxBackoff = time.Microsecond, time.Millisecond
+	c.IdempotentMethods = []string{m, "/t.Other/*"}
+	if f != nil {
+		f(&c)
+	}
+	return c
+}
+
+func TestWhenToRetry(t *testing.T) {
+	unavailable := status.New(status.Unavailable, "down")
+	for _, tc := range []struct {
+		name     string
+		method   string
+		ctx      func(context.Context) context.Context
+		errs     []error
+		attempts int
+		code     status.Code
+	}{
+		{"idempotent, retryable code", m, nil, []error{unavailable}, 3, status.Unavailable},
+		{"succeeds on the second attempt", m, nil, []error{unavailable, nil}, 2, status.OK},
+		{"service wildcard", "/t.Other/Put", nil, []error{unavailable}, 3, status.Unavailable},
+		{"not idempotent", "/t.S/Put", nil, []error{unavailable}, 1, status.Unavailable},
+		{"marked idempotent by context", "/t.S/Put", retry.Idempotent, []error{unavailable}, 3, status.Unavailable},
+		{"refused, not idempotent", "/t.S/Put", nil, []error{status.Refused("going away"), nil}, 2, status.OK},
+		{"caller error", m, nil, []error{status.New(status.InvalidArgument, "bad")}, 1, status.InvalidArgument},
+		{"serving a retry upstream", m, func(ctx context.Context) context.Context {
+			return metadata.NewIncomingContext(ctx, metadata.New(retry.AttemptKey, "2"))
+		}, []error{unavailable}, 1, status.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := retry.New(cfg(nil))
+			b := &backend{errs: tc.errs}
+			ctx := context.Background()
+			if tc.ctx != nil {
+				ctx = tc.ctx(ctx)
+			}
+			err := r.Intercept(ctx, tc.method, nil, nil, b.invoke)
+			if len(b.flags) != tc.attempts || status.CodeOf(err) != tc.code {
+				t.Fatalf("attempts %d, err %v; want %d attempts, %v", len(b.flags), err, tc.attempts, tc.code)
+			}
+			for i, f := range b.flags {
+				want := ""
+				if i > 0 {
+					want = string(rune('1' + i))
+				}
+				if f != want {
+					t.Errorf("attempt %d carried %s=%q, want %q", i+1, retry.AttemptKey, f, want)
+				}
+			}
+		})
+	}
+}
+
+func TestBudgetBoundsAmplification(t *testing.T) {
+	r := retry.New(cfg(func(c *retry.Config) { c.BudgetFloor = 0; c.MaxAttempts = 5 }))
+	b := &backend{errs: []error{status.New(status.Unavailable, "down")}}
+	const calls = 2000
+	for range calls {
+		r.Intercept(context.Background(), m, nil, nil, b.invoke)
+	}
+	// Budget: 0.2 per call, plus the cap of 10*0.2 saved up at the start.
+	if max := calls*1.2 + 2; float64(len(b.flags)) > max {
+		t.Fatalf("%d attempts for %d calls, more than %v", len(b.flags), calls, max)
+	}
+	if len(b.flags) < calls*1.2-2 {
+		t.Errorf("%d attempts for %d calls: the budget was not used", len(b.flags), calls)
+	}
+	c, retries, denied := r.Stats()
+	if c != calls || retries+calls != int64(len(b.flags)) || denied == 0 {
+		t.Errorf("stats: calls %d retries %d denied %d", c, retries, denied)
+	}
+}
+
+func TestPerAttemptTimeoutWithinDeadline(t *testing.T) {
+	r := retry.New(cfg(func(c *retry.Config) { c.PerAttemptTimeout = 5 * time.Millisecond }))
+	attempts := 0
+	hang := func(ctx context.Context, _ string, _, _ any) error {
+		attempts++
+		<-ctx.Done()
+		return status.FromError(ctx.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := r.Intercept(ctx, m, nil, nil, hang)
+	if attempts != 3 || status.CodeOf(err) != status.DeadlineExceeded {
+		t.Fatalf("attempts %d, err %v; want 3 attempts each timing out", attempts, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the caller's deadline passed")
+	}
+}
+
+func TestConfigIsStrict(t *testing.T) {
+	for _, tree := range []map[string]any{
+		{"retryable_codes": []any{"SOMETIMES"}},
+		{"idempotent_methods": []any{"Get"}},
+		{"max_attempts": 0},
+		{"initial_backoff": "2s", "max_backoff": "1s"},
+		{"hedge": true},
+	} {
+		if _, err := retry.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "client.interceptors[0].options", Tree: tree}); err == nil {
+			t.Errorf("accepted %v", tree)
+		}
+	}
+}
