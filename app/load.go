@@ -34,7 +34,7 @@ func load(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprint(stderr, "axon load: want --config FILE [--duration D] [--concurrency N>=1] METHOD JSON\n")
 		return 2
 	}
-	cs, code := setupCall("load", *path, *target, fs.Arg(0), fs.Arg(1), stderr, services)
+	cs, code := setupCall("load", *path, *target, fs.Arg(0), fs.Arg(1), false, stderr, services)
 	if cs == nil {
 		return code
 	}

@@ -27,7 +27,8 @@ const usage = `usage:
   axon serve --config FILE [--watch=false] serve the configured services until SIGINT or SIGTERM;
                                            a changed config file (or SIGHUP) is applied as a new generation
   axon call  --config FILE [--target T] [--timeout D] METHOD JSON
-                                           call METHOD (pkg.Service/Method) with a JSON request
+                                           call METHOD (pkg.Service/Method) with a JSON request;
+                                           a server-streaming METHOD prints one JSON line per response
   axon load  --config FILE [--target T] [--duration D] [--concurrency N] METHOD JSON
                                            call METHOD in a closed loop and report calls,
                                            failures and latency; exit 1 if any call failed
@@ -169,9 +170,24 @@ type callSetup struct {
 	req    proto.Message
 }
 
-// setupCall parses the common flags' results and builds the client. It
+// shapeName names the streaming shape of m.
+func shapeName(m *kernel.MethodDesc) string {
+	switch {
+	case m.ClientStreams && m.ServerStreams:
+		return "bidirectional-streaming"
+	case m.ClientStreams:
+		return "client-streaming"
+	case m.ServerStreams:
+		return "server-streaming"
+	}
+	return "unary"
+}
+
+// setupCall parses the common flags' results and builds the client. The
+// command supports unary methods, and server-streaming ones too when
+// serverStreams is set; a method of another shape is a usage error. It
 // returns an exit code other than -1 when it failed (after reporting why).
-func setupCall(cmd, path, target, method, body string, stderr io.Writer, services []fx.Option) (*callSetup, int) {
+func setupCall(cmd, path, target, method, body string, serverStreams bool, stderr io.Writer, services []fx.Option) (*callSetup, int) {
 	cfg, err := kernel.LoadConfig(path, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
@@ -191,6 +207,14 @@ func setupCall(cmd, path, target, method, body string, stderr io.Writer, service
 	m := table.Lookup(method)
 	if m == nil {
 		fmt.Fprintf(stderr, "axon %s: unknown method %q (known: %s)\n", cmd, method, strings.Join(methodNames(table), ", "))
+		return nil, 2
+	}
+	if m.ClientStreams || (m.ServerStreams && !serverStreams) {
+		supported := "unary methods"
+		if serverStreams {
+			supported = "unary and server-streaming methods"
+		}
+		fmt.Fprintf(stderr, "axon %s: method %s is %s; axon %s supports %s\n", cmd, strings.TrimPrefix(m.FullName, "/"), shapeName(m), cmd, supported)
 		return nil, 2
 	}
 	req, ok1 := m.NewRequest().(proto.Message)
@@ -224,19 +248,23 @@ func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprint(stderr, "axon call: want --config FILE METHOD JSON\n")
 		return 2
 	}
-	cs, code := setupCall("call", *path, *target, fs.Arg(0), fs.Arg(1), stderr, services)
+	cs, code := setupCall("call", *path, *target, fs.Arg(0), fs.Arg(1), true, stderr, services)
 	if cs == nil {
 		return code
 	}
 	client, m, req := cs.client, cs.method, cs.req
-	resp := m.NewResponse().(proto.Message)
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if m.ServerStreams {
+		if err := callServerStream(ctx, client, m, req, stdout); err != nil {
+			return reportCallError(stderr, err)
+		}
+		return 0
+	}
+	resp := m.NewResponse().(proto.Message)
 	if err := client.Invoke(ctx, m.FullName, req, resp); err != nil {
-		se := status.FromError(err)
-		fmt.Fprintf(stderr, "ERROR:\n  Code: %s\n  Message: %s\n", se.Code(), se.Message())
-		return 1
+		return reportCallError(stderr, err)
 	}
 	out, err := protojson.Marshal(resp)
 	if err != nil {
@@ -249,6 +277,67 @@ func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 	json.Indent(&pretty, out, "", "  ")
 	fmt.Fprintln(stdout, pretty.String())
 	return 0
+}
+
+// reportCallError prints the status of a failed call, or the error that
+// kept axon call from printing a response, and returns the exit code 1.
+func reportCallError(stderr io.Writer, err error) int {
+	if errors.Is(err, errOutput) {
+		fmt.Fprintf(stderr, "axon call: %v\n", err)
+		return 1
+	}
+	se := status.FromError(err)
+	fmt.Fprintf(stderr, "ERROR:\n  Code: %s\n  Message: %s\n", se.Code(), se.Message())
+	return 1
+}
+
+// errOutput wraps the errors of printing a response, which are axon call's
+// own, not the call's.
+var errOutput = errors.New("printing the response")
+
+// callServerStream calls the server-streaming method m with req and writes
+// each response to stdout as it arrives, as one line of compact JSON. It
+// returns nil when the call ends with OK, and otherwise the call's status or
+// an error wrapping errOutput.
+func callServerStream(ctx context.Context, inv kernel.Invoker, m *kernel.MethodDesc, req proto.Message, stdout io.Writer) error {
+	// A schema codec (binary) needs the fingerprint of the method's
+	// messages, which generated clients pass with kernel.StreamTypes.
+	schema := func(c *kernel.ClientCall) {
+		if sc, ok := c.Codec.(kernel.SchemaCodec); ok {
+			c.Schema = sc.Schema(m.NewRequest(), m.NewResponse())
+		}
+	}
+	s, err := inv.NewStream(ctx, m.FullName, schema)
+	if err != nil {
+		return err
+	}
+	// After the call has ended, SendMsg returns io.EOF and RecvMsg the
+	// status.
+	if err := s.SendMsg(req); err != nil && err != io.EOF {
+		return err
+	}
+	if err := s.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		resp := m.NewResponse().(proto.Message)
+		if err := s.RecvMsg(resp); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		out, err := protojson.Marshal(resp)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errOutput, errors.Unwrap(err))
+		}
+		var line bytes.Buffer
+		json.Compact(&line, out)
+		line.WriteByte('\n')
+		if _, err := stdout.Write(line.Bytes()); err != nil {
+			return fmt.Errorf("%w: %v", errOutput, err)
+		}
+	}
 }
 
 func methodNames(t *kernel.ServiceTable) []string {

@@ -243,3 +243,31 @@ func TestServeWatchesConfig(t *testing.T) {
 		t.Fatalf("call after the change: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestCallRejectsStreamingShapes: axon call serves unary and server-streaming
+// methods, axon load unary ones; another shape is a usage error that names
+// it, reported before anything is dialled.
+func TestCallRejectsStreamingShapes(t *testing.T) {
+	bin := axonBin(t)
+	cfg := filepath.Join(t.TempDir(), "axon.yaml")
+	writeConfig(t, cfg, freePort(t), "")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"call client-streaming", []string{"call", "--config", cfg, "axon.example.v1.Echo/Collect", `{"text":"a"}`},
+			"axon call: method axon.example.v1.Echo/Collect is client-streaming; axon call supports unary and server-streaming methods"},
+		{"call bidirectional", []string{"call", "--config", cfg, "axon.example.v1.Echo/Chat", `{"text":"a"}`},
+			"axon call: method axon.example.v1.Echo/Chat is bidirectional-streaming; axon call supports unary and server-streaming methods"},
+		{"load server-streaming", []string{"load", "--config", cfg, "axon.example.v1.Echo/Expand", `{"text":"a"}`},
+			"axon load: method axon.example.v1.Echo/Expand is server-streaming; axon load supports unary methods"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := run(t, bin, c.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 and %q", r.code, r.stderr, c.want)
+			}
+		})
+	}
+}

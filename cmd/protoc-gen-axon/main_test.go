@@ -1,12 +1,20 @@
 package main
 
 import (
+	"encoding/json"
+	"go/format"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/cmd/protoc-gen-go/internal_gengo"
 	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
@@ -24,15 +32,23 @@ func field(name string, num int32, typ descriptorpb.FieldDescriptorProto_Type) f
 	return fieldSpec{name: name, num: num, typ: typ}
 }
 
-// plugin builds a protogen.Plugin over one proto3 file declaring msgs
-// (name -> fields, oneof names), an enum Color and a service.
-func plugin(t *testing.T, msgs map[string][]fieldSpec, oneofs map[string][]string, colors []string, streaming bool) *protogen.Plugin {
+// plugin builds a protogen.Plugin over one proto3 file, t/test.proto,
+// declaring msgs (name -> fields, oneof names), an enum Color and the
+// service Svc, whose methods have every streaming shape:
+//
+//	rpc Do(A) returns (A) { option idempotency_level = IDEMPOTENT; }
+//	rpc Watch(A) returns (stream A) { option idempotency_level = NO_SIDE_EFFECTS; }
+//	rpc Upload(stream A) returns (google.protobuf.Empty);
+//	rpc Talk(stream google.protobuf.Empty) returns (stream A);
+func plugin(t *testing.T, msgs map[string][]fieldSpec, oneofs map[string][]string, colors []string) *protogen.Plugin {
 	t.Helper()
+	empty := protodesc.ToFileDescriptorProto(emptypb.File_google_protobuf_empty_proto)
 	fd := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("t/test.proto"),
-		Package: proto.String("axon.gen.test"),
-		Syntax:  proto.String("proto3"),
-		Options: &descriptorpb.FileOptions{GoPackage: proto.String("example.com/t;t")},
+		Name:       proto.String("t/test.proto"),
+		Package:    proto.String("axon.gen.test"),
+		Syntax:     proto.String("proto3"),
+		Dependency: []string{empty.GetName()},
+		Options:    &descriptorpb.FileOptions{GoPackage: proto.String("example.com/t;t")},
 	}
 	for i, c := range colors {
 		if i == 0 {
@@ -73,23 +89,40 @@ func plugin(t *testing.T, msgs map[string][]fieldSpec, oneofs map[string][]strin
 		}
 		fd.MessageType = append(fd.MessageType, md)
 	}
+	const a, e = ".axon.gen.test.A", ".google.protobuf.Empty"
+	rpc := func(name, in, out string, cs, ss bool, level descriptorpb.MethodOptions_IdempotencyLevel) *descriptorpb.MethodDescriptorProto {
+		return &descriptorpb.MethodDescriptorProto{
+			Name: proto.String(name), InputType: proto.String(in), OutputType: proto.String(out),
+			ClientStreaming: proto.Bool(cs), ServerStreaming: proto.Bool(ss),
+			Options: &descriptorpb.MethodOptions{IdempotencyLevel: level.Enum()},
+		}
+	}
 	fd.Service = []*descriptorpb.ServiceDescriptorProto{{
 		Name: proto.String("Svc"),
-		Method: []*descriptorpb.MethodDescriptorProto{{
-			Name: proto.String("Do"), InputType: proto.String(".axon.gen.test.A"), OutputType: proto.String(".axon.gen.test.A"),
-			ServerStreaming: proto.Bool(streaming),
-			Options:         &descriptorpb.MethodOptions{IdempotencyLevel: descriptorpb.MethodOptions_IDEMPOTENT.Enum()},
-		}},
+		Method: []*descriptorpb.MethodDescriptorProto{
+			rpc("Do", a, a, false, false, descriptorpb.MethodOptions_IDEMPOTENT),
+			rpc("Watch", a, a, false, true, descriptorpb.MethodOptions_NO_SIDE_EFFECTS),
+			rpc("Upload", a, e, true, false, descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN),
+			rpc("Talk", e, a, true, true, descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN),
+		},
 	}}
-	gen, err := protogen.Options{}.New(&pluginpb.CodeGeneratorRequest{FileToGenerate: []string{"t/test.proto"}, ProtoFile: []*descriptorpb.FileDescriptorProto{fd}})
+	gen, err := protogen.Options{}.New(&pluginpb.CodeGeneratorRequest{
+		FileToGenerate: []string{"t/test.proto"},
+		ProtoFile:      []*descriptorpb.FileDescriptorProto{empty, fd},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return gen
 }
 
+// testFile returns t/test.proto, the file that plugin's generator generates.
+func testFile(gen *protogen.Plugin) *protogen.File {
+	return gen.FilesByPath["t/test.proto"]
+}
+
 func message(gen *protogen.Plugin, name string) *protogen.Message {
-	for _, m := range gen.Files[0].Messages {
+	for _, m := range testFile(gen).Messages {
 		if m.GoIdent.GoName == name {
 			return m
 		}
@@ -115,7 +148,7 @@ func TestFingerprint(t *testing.T) {
 	}
 	colors := []string{"COLOR_UNSPECIFIED", "COLOR_RED"}
 	fpOf := func(msgs map[string][]fieldSpec, oneofs map[string][]string, colors []string) uint64 {
-		return newFingerprinter().fingerprint(message(plugin(t, msgs, oneofs, colors, false), "A"))
+		return newFingerprinter().fingerprint(message(plugin(t, msgs, oneofs, colors), "A"))
 	}
 	want := fpOf(base, nil, colors)
 	with := func(change func(a, b []fieldSpec) ([]fieldSpec, []fieldSpec)) map[string][]fieldSpec {
@@ -156,7 +189,7 @@ func TestFingerprintRecursive(t *testing.T) {
 		"B": {{name: "a", num: 1, typ: tMessage, typeName: "A"}, {name: "c", num: 2, typ: tMessage, typeName: "C", repeated: true}},
 		"C": {field("v", 1, tInt32)},
 	}
-	gen := plugin(t, msgs, nil, nil, false)
+	gen := plugin(t, msgs, nil, nil)
 	fps := newFingerprinter()
 	a, b := fps.fingerprint(message(gen, "A")), fps.fingerprint(message(gen, "B"))
 	// Computed in another order, with a fresh cache, the results agree.
@@ -169,36 +202,118 @@ func TestFingerprintRecursive(t *testing.T) {
 	}
 }
 
-func TestGenerate(t *testing.T) {
-	msgs := map[string][]fieldSpec{"A": {field("id", 1, tInt32)}}
-	gen := plugin(t, msgs, nil, nil, false)
-	if err := generateFile(gen, gen.Files[0], newFingerprinter()); err != nil {
+// generate runs the generator over plugin's file and returns the content of
+// the one file it writes.
+func generate(t *testing.T, gen *protogen.Plugin) string {
+	t.Helper()
+	if err := generateFile(gen, testFile(gen), newFingerprinter()); err != nil {
 		t.Fatal(err)
 	}
 	resp := gen.Response()
 	if resp.Error != nil || len(resp.File) != 1 {
 		t.Fatalf("response: %v", resp)
 	}
-	out := resp.File[0].GetContent()
-	for _, want := range []string{
-		"// Code generated by protoc-gen-axon. DO NOT EDIT.",
-		"type SvcServer interface {",
-		"func NewSvcService(s SvcServer) *kernel.ServiceDesc {",
-		"svc.Methods[0].Idempotent = true",
-		"func NewSvcClient(cc kernel.Invoker) SvcClient {",
-		"func (m *A) AxonAppend(b []byte) []byte {",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("generated code lacks %q", want)
-		}
-	}
 	if resp.File[0].GetName() != "example.com/t/test_axon.pb.go" {
 		t.Errorf("file name %q", resp.File[0].GetName())
 	}
+	return resp.File[0].GetContent()
+}
 
-	gen = plugin(t, msgs, nil, nil, true)
-	err := generateFile(gen, gen.Files[0], newFingerprinter())
-	if err == nil || !strings.Contains(err.Error(), "method axon.gen.test.Svc.Do is streaming") {
-		t.Fatalf("streaming method: got %v", err)
+// TestGenerate checks the generated API of a service with a method of every
+// streaming shape, and that idempotency_level marks methods idempotent.
+func TestGenerate(t *testing.T) {
+	out := generate(t, plugin(t, map[string][]fieldSpec{"A": {field("id", 1, tInt32)}}, nil, nil))
+	for _, tc := range []struct{ what, want string }{
+		{"header", "// Code generated by protoc-gen-axon. DO NOT EDIT.\n"},
+		{"version", "// \tprotoc-gen-axon " + version + "\n"},
+		{"server interface", "type SvcServer interface {\n"},
+		{"unary server method", "\tDo(context.Context, *A) (*A, error)\n"},
+		{"server-streaming server method", "\tWatch(*A, kernel.ServerStreamingServer[A]) error\n"},
+		{"client-streaming server method", "\tUpload(kernel.ClientStreamingServer[A, emptypb.Empty]) error\n"},
+		{"bidi server method", "\tTalk(kernel.BidiStreamingServer[emptypb.Empty, A]) error\n"},
+		{"unimplemented streaming method", "func (UnimplementedSvcServer) Watch(*A, kernel.ServerStreamingServer[A]) error {\n" +
+			"\treturn status.New(status.Unimplemented, \"method axon.gen.test.Svc/Watch is not implemented\")\n}\n"},
+		{"service description", "func NewSvcService(s SvcServer) *kernel.ServiceDesc {\n"},
+		{"unary description", "\tkernel.Unary(\"Do\", s.Do),\n"},
+		{"server-streaming description", "\tkernel.ServerStreaming(\"Watch\", s.Watch),\n"},
+		{"client-streaming description", "\tkernel.ClientStreaming(\"Upload\", s.Upload),\n"},
+		{"bidi description", "\tkernel.BidiStreaming(\"Talk\", s.Talk),\n"},
+		{"IDEMPOTENT", "\tsvc.Methods[0].Idempotent = true\n"},
+		{"NO_SIDE_EFFECTS", "\tsvc.Methods[1].Idempotent = true\n"},
+		{"client constructor", "func NewSvcClient(cc kernel.Invoker) SvcClient {\n"},
+		{"unary client method", "\tDo(ctx context.Context, in *A, opts ...kernel.CallOption) (*A, error)\n"},
+		{"server-streaming client method", "\tWatch(ctx context.Context, in *A, opts ...kernel.CallOption) (kernel.ServerStreamingClient[A], error)\n"},
+		{"client-streaming client method", "\tUpload(ctx context.Context, opts ...kernel.CallOption) (kernel.ClientStreamingClient[A, emptypb.Empty], error)\n"},
+		{"bidi client method", "\tTalk(ctx context.Context, opts ...kernel.CallOption) (kernel.BidiStreamingClient[emptypb.Empty, A], error)\n"},
+		{"server-streaming call", "\treturn kernel.OpenServerStream[A, A](ctx, c.cc, Svc_Watch_FullMethodName, in, opts...)\n"},
+		{"client-streaming call", "\treturn kernel.OpenClientStream[A, emptypb.Empty](ctx, c.cc, Svc_Upload_FullMethodName, opts...)\n"},
+		{"bidi call", "\treturn kernel.OpenBidiStream[emptypb.Empty, A](ctx, c.cc, Svc_Talk_FullMethodName, opts...)\n"},
+		{"binary codec", "func (m *A) AxonAppend(b []byte) []byte {\n"},
+	} {
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("%s: generated code lacks %q", tc.what, tc.want)
+		}
+	}
+	for _, unwanted := range []string{"svc.Methods[2].Idempotent", "svc.Methods[3].Idempotent"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("generated code has %q, but that method's idempotency_level is unknown", unwanted)
+		}
+	}
+	if formatted, err := format.Source([]byte(out)); err != nil || string(formatted) != out {
+		t.Errorf("generated code is not gofmt-clean (err %v)", err)
+	}
+}
+
+// TestGeneratedCodeCompiles compiles the generated stubs together with
+// protoc-gen-go's messages, as a package of this module that exists only in
+// a go command overlay, and checks that UnimplementedSvcServer implements
+// SvcServer.
+func TestGeneratedCodeCompiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go build")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	gen := plugin(t, map[string][]fieldSpec{"A": {field("id", 1, tInt32)}}, nil, nil)
+	internal_gengo.GenerateFile(gen, testFile(gen))
+	if err := generateFile(gen, testFile(gen), newFingerprinter()); err != nil {
+		t.Fatal(err)
+	}
+	resp := gen.Response()
+	if resp.Error != nil {
+		t.Fatal(resp.GetError())
+	}
+	files := map[string]string{"check.go": "package t\n\nvar _ SvcServer = UnimplementedSvcServer{}\n"}
+	for _, f := range resp.File {
+		files[filepath.Base(f.GetName())] = f.GetContent()
+	}
+	// The package's directory does not exist on disk, so no other build
+	// sees it.
+	pkgDir, err := filepath.Abs("generated_overlay_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	overlay := map[string]map[string]string{"Replace": {}}
+	for name, content := range files {
+		path := filepath.Join(tmp, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		overlay["Replace"][filepath.Join(pkgDir, name)] = path
+	}
+	js, err := json.Marshal(overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlayFile := filepath.Join(tmp, "overlay.json")
+	if err := os.WriteFile(overlayFile, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(goCmd, "build", "-overlay", overlayFile, "./generated_overlay_test")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build of the generated package: %v\n%s", err, out)
 	}
 }

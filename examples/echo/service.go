@@ -8,7 +8,9 @@ package echo
 
 import (
 	"context"
+	"io"
 	"sort"
+	"strings"
 
 	"go.uber.org/fx"
 
@@ -51,6 +53,60 @@ func (Server) Summarize(_ context.Context, o *echopb.Order) (*echopb.OrderSummar
 	}
 	sort.Strings(sum.TagKeys)
 	return sum, nil
+}
+
+// Expand sends the words of the request's text, one per response, in order;
+// words are separated by white space. A text without words is
+// INVALID_ARGUMENT, and nothing is sent.
+func (Server) Expand(req *echopb.SayRequest, stream kernel.ServerStreamingServer[echopb.SayResponse]) error {
+	words := strings.Fields(req.GetText())
+	if len(words) == 0 {
+		return status.New(status.InvalidArgument, "text has no words")
+	}
+	for _, w := range words {
+		if err := stream.Send(&echopb.SayResponse{Text: w}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Collect receives requests until the client half-closes and answers with
+// their texts joined in order, separated by one space; no requests give an
+// empty text. So Collect undoes Expand.
+func (Server) Collect(stream kernel.ClientStreamingServer[echopb.SayRequest, echopb.SayResponse]) error {
+	var texts []string
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(&echopb.SayResponse{Text: strings.Join(texts, " ")})
+		}
+		if err != nil {
+			return err
+		}
+		texts = append(texts, req.GetText())
+	}
+}
+
+// Chat answers each request as it arrives, as Say does, until the client
+// half-closes; an empty text ends the call with INVALID_ARGUMENT.
+func (s Server) Chat(stream kernel.BidiStreamingServer[echopb.SayRequest, echopb.SayResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.Say(stream.Context(), req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 // Module serves the Echo service in an Axon application.

@@ -455,10 +455,13 @@ const file_examples_echo_echo_proto_rawDesc = "" +
 	"item_count\x18\x02 \x01(\x05R\titemCount\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x17\n" +
 	"\aship_to\x18\x04 \x01(\tR\x06shipTo\x12\x19\n" +
-	"\btag_keys\x18\x05 \x03(\tR\atagKeys2\x8c\x01\n" +
+	"\btag_keys\x18\x05 \x03(\tR\atagKeys2\xe2\x02\n" +
 	"\x04Echo\x12@\n" +
 	"\x03Say\x12\x1b.axon.example.v1.SayRequest\x1a\x1c.axon.example.v1.SayResponse\x12B\n" +
-	"\tSummarize\x12\x16.axon.example.v1.Order\x1a\x1d.axon.example.v1.OrderSummaryB.Z,github.com/axonrpc/axon/examples/echo/echopbb\x06proto3"
+	"\tSummarize\x12\x16.axon.example.v1.Order\x1a\x1d.axon.example.v1.OrderSummary\x12E\n" +
+	"\x06Expand\x12\x1b.axon.example.v1.SayRequest\x1a\x1c.axon.example.v1.SayResponse0\x01\x12F\n" +
+	"\aCollect\x12\x1b.axon.example.v1.SayRequest\x1a\x1c.axon.example.v1.SayResponse(\x01\x12E\n" +
+	"\x04Chat\x12\x1b.axon.example.v1.SayRequest\x1a\x1c.axon.example.v1.SayResponse(\x010\x01B.Z,github.com/axonrpc/axon/examples/echo/echopbb\x06proto3"
 
 var (
 	file_examples_echo_echo_proto_rawDescOnce sync.Once
@@ -490,10 +493,16 @@ var file_examples_echo_echo_proto_depIdxs = []int32{
 	4, // 3: axon.example.v1.Customer.address:type_name -> axon.example.v1.Address
 	0, // 4: axon.example.v1.Echo.Say:input_type -> axon.example.v1.SayRequest
 	2, // 5: axon.example.v1.Echo.Summarize:input_type -> axon.example.v1.Order
-	1, // 6: axon.example.v1.Echo.Say:output_type -> axon.example.v1.SayResponse
-	6, // 7: axon.example.v1.Echo.Summarize:output_type -> axon.example.v1.OrderSummary
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
+	0, // 6: axon.example.v1.Echo.Expand:input_type -> axon.example.v1.SayRequest
+	0, // 7: axon.example.v1.Echo.Collect:input_type -> axon.example.v1.SayRequest
+	0, // 8: axon.example.v1.Echo.Chat:input_type -> axon.example.v1.SayRequest
+	1, // 9: axon.example.v1.Echo.Say:output_type -> axon.example.v1.SayResponse
+	6, // 10: axon.example.v1.Echo.Summarize:output_type -> axon.example.v1.OrderSummary
+	1, // 11: axon.example.v1.Echo.Expand:output_type -> axon.example.v1.SayResponse
+	1, // 12: axon.example.v1.Echo.Collect:output_type -> axon.example.v1.SayResponse
+	1, // 13: axon.example.v1.Echo.Chat:output_type -> axon.example.v1.SayResponse
+	9, // [9:14] is the sub-list for method output_type
+	4, // [4:9] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
