@@ -1,0 +1,326 @@
+package grpc_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
+)
+
+func TestGRPCWebConnect(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	for _, hc := range []struct {
+		name   string
+		client *http.Client
+	}{{"http1", h1Client()}, {"h2c", h2cClient()}} {
+		t.Run(hc.name, func(t *testing.T) {
+			base := "http://" + f.addr
+			echo := connect.NewClient[wrapperspb.StringValue, wrapperspb.StringValue](hc.client, base+mEcho, connect.WithGRPCWeb())
+			count := connect.NewClient[wrapperspb.Int32Value, wrapperspb.Int32Value](hc.client, base+mCount, connect.WithGRPCWeb())
+
+			req := connect.NewRequest(wrapperspb.String("hi"))
+			req.Header().Set("x-echo", "web")
+			res, err := echo.CallUnary(ctxT(t), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Msg.Value != "hi" || res.Header().Get("x-echo") != "web" || fmt.Sprint(res.Trailer().Values("x-trailer")) != "[t1 t2]" {
+				t.Errorf("got %q, header %v, trailer %v", res.Msg.Value, res.Header(), res.Trailer())
+			}
+			if c := f.lastCall(t); c.protocol != "grpc-web" {
+				t.Errorf("protocol %q", c.protocol)
+			}
+
+			_, err = echo.CallUnary(ctxT(t), connect.NewRequest(wrapperspb.String("fail")))
+			if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), failMsg) {
+				t.Errorf("error: %v", err)
+			}
+			f.lastCall(t)
+
+			s, err := count.CallServerStream(ctxT(t), connect.NewRequest(wrapperspb.Int32(4)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int32
+			for s.Receive() {
+				got = append(got, s.Msg().Value)
+			}
+			if err := s.Err(); err != nil || fmt.Sprint(got) != "[0 1 2 3]" {
+				t.Errorf("stream %v, %v", got, err)
+			}
+			f.lastCall(t)
+
+			// Gzip both ways.
+			zecho := connect.NewClient[wrapperspb.StringValue, wrapperspb.StringValue](hc.client, base+mEcho, connect.WithGRPCWeb(), connect.WithSendGzip())
+			long := strings.Repeat("web ", 1000)
+			if res, err := zecho.CallUnary(ctxT(t), connect.NewRequest(wrapperspb.String(long))); err != nil || res.Msg.Value != long {
+				t.Errorf("gzip: %v", err)
+			}
+			f.lastCall(t)
+		})
+	}
+}
+
+// frame is a length-prefixed message.
+func frame(flags byte, b []byte) []byte {
+	out := make([]byte, 5, 5+len(b))
+	out[0] = flags
+	binary.BigEndian.PutUint32(out[1:], uint32(len(b)))
+	return append(out, b...)
+}
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// readFrames splits a gRPC-Web response body into its messages and its
+// trailers.
+func readFrames(t *testing.T, body []byte) (msgs [][]byte, trailer http.Header) {
+	t.Helper()
+	for len(body) > 0 {
+		if len(body) < 5 {
+			t.Fatalf("truncated frame % x", body)
+		}
+		n := binary.BigEndian.Uint32(body[1:5])
+		payload := body[5 : 5+n]
+		if body[0]&0x80 != 0 {
+			tp := bufio.NewReader(bytes.NewReader(append(payload, "\r\n"...)))
+			trailer = make(http.Header)
+			for {
+				line, err := tp.ReadString('\n')
+				line = strings.TrimRight(line, "\r\n")
+				if line == "" || err != nil {
+					break
+				}
+				k, v, _ := strings.Cut(line, ": ")
+				trailer.Add(k, v)
+			}
+		} else {
+			msgs = append(msgs, payload)
+		}
+		body = body[5+n:]
+	}
+	return msgs, trailer
+}
+
+func TestGRPCWebText(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	b64 := base64.StdEncoding.EncodeToString
+	for _, tc := range []struct {
+		name   string
+		method string
+		body   string // base64, as a browser sends it
+		want   []string
+		status string
+	}{
+		{"unary", mEcho, b64(frame(0, marshal(t, wrapperspb.String("text")))), []string{"text"}, "0"},
+		{"server stream", mCount, b64(frame(0, marshal(t, wrapperspb.Int32(3)))), []string{"0", "1", "2"}, "0"},
+		// Each message base64-encoded on its own, padding in the middle.
+		{"client stream", mSum, b64(frame(0, marshal(t, wrapperspb.Int32(4)))) + b64(frame(0, marshal(t, wrapperspb.Int32(5)))), []string{"9"}, "0"},
+		{"error after no message", mEcho, b64(frame(0, marshal(t, wrapperspb.String("fail")))), nil, "3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://"+f.addr+tc.method, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/grpc-web-text")
+			req.Header.Set("X-Grpc-Web", "1")
+			res, err := h1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			raw, _ := io.ReadAll(res.Body)
+			if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/grpc-web-text" {
+				t.Fatalf("%s %v: %s", res.Status, res.Header, raw)
+			}
+			body, err := io.ReadAll(base64Chunks(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, trailer := readFrames(t, body)
+			if trailer == nil {
+				trailer = res.Header // trailers-only
+			}
+			if got := trailer.Get("grpc-status"); got != tc.status {
+				t.Fatalf("grpc-status %q, want %q (%v)", got, tc.status, trailer)
+			}
+			var got []string
+			for _, m := range msgs {
+				if tc.method == mEcho {
+					var v wrapperspb.StringValue
+					proto.Unmarshal(m, &v)
+					got = append(got, v.Value)
+				} else {
+					var v wrapperspb.Int32Value
+					proto.Unmarshal(m, &v)
+					got = append(got, fmt.Sprint(v.Value))
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("messages %v, want %v", got, tc.want)
+			}
+			f.lastCall(t)
+		})
+	}
+}
+
+// base64Chunks decodes concatenated padded base64 chunks.
+func base64Chunks(b []byte) io.Reader {
+	var out []byte
+	for len(b) >= 4 {
+		d, err := base64.StdEncoding.DecodeString(string(b[:4]))
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, d...)
+		b = b[4:]
+	}
+	return bytes.NewReader(out)
+}
+
+// rawCall sends one HTTP request and returns the response with its body
+// read.
+func rawCall(t *testing.T, c *http.Client, method, url string, h http.Header, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, b
+}
+
+func TestHTTPErrors(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	req := frame(0, marshal(t, wrapperspb.String("x")))
+	for _, tc := range []struct {
+		name       string
+		client     *http.Client
+		method     string
+		path       string
+		ctype      string
+		httpStatus int
+		grpcStatus string // of a gRPC answer: in the header (trailers-only)
+	}{
+		{"GET", h2cClient(), "GET", mEcho, "application/grpc", 405, ""},
+		{"PUT", h1Client(), "PUT", mEcho, "application/grpc-web", 405, ""},
+		{"wrong content type", h2cClient(), "POST", mEcho, "application/json", 415, ""},
+		{"no content type", h2cClient(), "POST", mEcho, "", 415, ""},
+		{"empty subtype", h2cClient(), "POST", mEcho, "application/grpc+", 415, ""},
+		{"gRPC over HTTP/1.1", h1Client(), "POST", mEcho, "application/grpc", 505, ""},
+		{"malformed path", h2cClient(), "POST", "/nope", "application/grpc", 200, "12"},
+		{"path with three parts", h2cClient(), "POST", "/a/b/c", "application/grpc", 200, "12"},
+		{"unknown method", h2cClient(), "POST", "/" + svcName + "/Nope", "application/grpc", 200, "12"},
+		{"unknown codec", h2cClient(), "POST", mEcho, "application/grpc+thrift", 200, "12"},
+		{"content type parameters", h2cClient(), "POST", mEcho, "application/grpc+proto; charset=utf-8", 200, ""},
+		{"unknown encoding", h2cClient(), "POST", mEcho, "application/grpc", 200, "12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Content-Type": {tc.ctype}, "Te": {"trailers"}}
+			if tc.name == "unknown encoding" {
+				h.Set("Grpc-Encoding", "br")
+			}
+			res, body := rawCall(t, tc.client, tc.method, "http://"+f.addr+tc.path, h, req)
+			if res.StatusCode != tc.httpStatus {
+				t.Fatalf("HTTP %s: %s", res.Status, body)
+			}
+			if tc.grpcStatus != "" && (res.Header.Get("Grpc-Status") != tc.grpcStatus || len(body) != 0) {
+				t.Errorf("want a trailers-only answer with grpc-status %s: %v, body %q", tc.grpcStatus, res.Header, body)
+			}
+			if tc.httpStatus == 405 && res.Header.Get("Allow") != "POST" {
+				t.Errorf("Allow: %q", res.Header.Get("Allow"))
+			}
+			if tc.name == "unknown encoding" && res.Header.Get("Grpc-Accept-Encoding") == "" {
+				t.Error("no grpc-accept-encoding with UNIMPLEMENTED encoding")
+			}
+			if tc.name == "content type parameters" && res.Trailer.Get("Grpc-Status") != "0" {
+				t.Errorf("trailers %v", res.Trailer)
+			}
+		})
+	}
+	if n := f.intercepted.Load(); n != 1 { // the one good call
+		t.Errorf("interceptors ran %d times, want 1", n)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	cfg := grpcproto.DefaultConfig()
+	cfg.CORS.AllowedOrigins = []string{"https://app.example.com"}
+	cfg.CORS.AllowedHeaders = []string{"x-echo"}
+	cfg.CORS.ExposedHeaders = []string{"x-echo"}
+	cfg.CORS.MaxAge = 90 * time.Second
+	f := newFixture(t, fixtureOpts{cfg: &cfg})
+	url := "http://" + f.addr + mEcho
+	body := frame(0, marshal(t, wrapperspb.String("hi")))
+	web := http.Header{"Content-Type": {"application/grpc-web+proto"}, "X-Grpc-Web": {"1"}}
+	with := func(h http.Header, kv ...string) http.Header {
+		h = h.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	preflight := http.Header{"Access-Control-Request-Method": {"POST"}}
+	for _, tc := range []struct {
+		name   string
+		method string
+		h      http.Header
+		status int
+		check  func(t *testing.T, h http.Header)
+	}{
+		{"no origin", "POST", web, 200, nil},
+		{"same origin", "POST", with(web, "Origin", "http://"+f.addr), 200, func(t *testing.T, h http.Header) {
+			if h.Get("Access-Control-Allow-Origin") != "" {
+				t.Error("CORS headers on a same-origin answer")
+			}
+		}},
+		{"allowed origin", "POST", with(web, "Origin", "https://app.example.com"), 200, func(t *testing.T, h http.Header) {
+			if h.Get("Access-Control-Allow-Origin") != "https://app.example.com" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Grpc-Status") || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "X-Echo") {
+				t.Errorf("headers %v", h)
+			}
+		}},
+		{"other origin", "POST", with(web, "Origin", "https://evil.example.com"), 403, nil},
+		{"preflight", "OPTIONS", with(preflight, "Origin", "https://app.example.com", "Access-Control-Request-Headers", "content-type,x-grpc-web,x-echo"), 204, func(t *testing.T, h http.Header) {
+			if h.Get("Access-Control-Allow-Origin") != "https://app.example.com" || h.Get("Access-Control-Allow-Methods") != "POST" ||
+				h.Get("Access-Control-Allow-Headers") != "content-type, x-grpc-web, x-echo" || h.Get("Access-Control-Max-Age") != "90" {
+				t.Errorf("headers %v", h)
+			}
+		}},
+		{"preflight, header not allowed", "OPTIONS", with(preflight, "Origin", "https://app.example.com", "Access-Control-Request-Headers", "x-secret"), 403, nil},
+		{"preflight, method not allowed", "OPTIONS", with(preflight, "Origin", "https://app.example.com", "Access-Control-Request-Method", "DELETE"), 403, nil},
+		{"preflight, other origin", "OPTIONS", with(preflight, "Origin", "https://evil.example.com"), 403, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, b := rawCall(t, h1Client(), tc.method, url, tc.h, body)
+			if res.StatusCode != tc.status {
+				t.Fatalf("HTTP %s: %s", res.Status, b)
+			}
+			if tc.check != nil {
+				tc.check(t, res.Header)
+			}
+		})
+	}
+}
