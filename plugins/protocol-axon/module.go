@@ -9,6 +9,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/config"
 )
 
 // Config is the protocol's options block.
@@ -16,10 +17,25 @@ type Config struct {
 	// WorkerIdle is how long an idle handler goroutine waits for the next
 	// call before it exits.
 	WorkerIdle time.Duration `yaml:"worker_idle" min:"1ms" max:"1h"`
+	// StreamWindow is the flow-control window this side grants each
+	// streaming call it receives on: how many bytes of one stream it
+	// buffers before the peer must wait for the application to read. A
+	// message larger than the window is still accepted, one at a time.
+	StreamWindow config.Size `yaml:"stream_window" min:"1KiB" max:"1GiB"`
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{WorkerIdle: 10 * time.Second} }
+func DefaultConfig() Config {
+	return Config{WorkerIdle: 10 * time.Second, StreamWindow: defaultStreamWindow}
+}
+
+// window returns the stream window, defaulted.
+func (c Config) window() int64 {
+	if c.StreamWindow <= 0 {
+		return defaultStreamWindow
+	}
+	return int64(c.StreamWindow)
+}
 
 // Protocol is the native protocol's instance for one generation.
 type Protocol struct{ cfg Config }
@@ -29,13 +45,13 @@ func New(cfg Config) *Protocol { return &Protocol{cfg: cfg} }
 
 // NewServer implements kernel.Protocol.
 func (p *Protocol) NewServer(d *kernel.Dispatcher) kernel.ServerConn {
-	return newServer(d, p.cfg.WorkerIdle)
+	return newServer(d, p.cfg)
 }
 
 // NewSession implements kernel.Protocol. It performs the handshake (bounded
 // by the handshake timeout of o.Limits) before it returns.
 func (p *Protocol) NewSession(conn net.Conn, o kernel.SessionOptions) (kernel.Session, error) {
-	return newSession(conn, o)
+	return newSession(conn, o, p.cfg)
 }
 
 // Factory builds the protocol, named "axon".

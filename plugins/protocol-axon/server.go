@@ -21,6 +21,7 @@ import (
 type server struct {
 	d       *kernel.Dispatcher
 	limits  kernel.Limits
+	window  int64 // the flow-control window granted to each client stream
 	workers workerPool
 
 	mu       sync.Mutex
@@ -28,9 +29,9 @@ type server struct {
 	shutdown bool
 }
 
-func newServer(d *kernel.Dispatcher, idle time.Duration) *server {
-	return &server{d: d, limits: d.Limits(), conns: make(map[*serverConn]struct{}),
-		workers: workerPool{idle: idle, work: make(chan *sstream), quit: make(chan struct{})}}
+func newServer(d *kernel.Dispatcher, cfg Config) *server {
+	return &server{d: d, limits: d.Limits(), window: cfg.window(), conns: make(map[*serverConn]struct{}),
+		workers: workerPool{idle: cfg.WorkerIdle, work: make(chan *sstream), quit: make(chan struct{})}}
 }
 
 // serverConn is one accepted connection.
@@ -50,6 +51,11 @@ type serverConn struct {
 
 	codecName string // the last codec name seen, to avoid a string per call
 	codec     kernel.Codec
+
+	// Owned by the reader goroutine.
+	peerMaxMessage uint32                   // from the client's SETTINGS
+	peerWindow     int64                    // the window the client grants each stream
+	schemas        map[*kernel.Route]string // the schema fingerprint the client sent per method
 }
 
 // sstream is one call on a server connection; it is recycled after the call.
@@ -65,13 +71,15 @@ type sstream struct {
 	cancel  context.CancelFunc // set by the reader goroutine; read under c.mu
 	started bool               // a worker owns the stream; guarded by c.mu
 	call    kernel.ServerCall
+	ss      *srvStream // a streaming call's state; nil for unary calls. Set under c.mu
 }
 
 var sstreamPool = sync.Pool{New: func() any { return new(sstream) }}
 
 // ServeConn implements kernel.ServerConn.
 func (s *server) ServeConn(conn net.Conn) {
-	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream)}
+	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream),
+		peerMaxMessage: 4 << 20, peerWindow: defaultStreamWindow}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	defer conn.Close()
@@ -90,6 +98,8 @@ func (s *server) ServeConn(conn net.Conn) {
 	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxConcurrentStreams))
 	settings = binary.AppendUvarint(settings, settingMaxHeaderSize)
 	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxMetadata))
+	settings = binary.AppendUvarint(settings, settingStreamWindow)
+	settings = binary.AppendUvarint(settings, uint64(s.window))
 	if err := c.w.write(func(b []byte) []byte {
 		b = append(b, preface[:]...)
 		b = appendHeader(b, len(settings), frameSettings, 0, 0)
@@ -194,14 +204,58 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 			if h.flags&flagAck == 0 {
 				c.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
 			}
+		case frameWindow:
+			inc, err := readWindowUpdate(br, h)
+			if err != nil {
+				return err
+			}
+			c.mu.Lock()
+			var ss *srvStream
+			if st := c.streams[h.stream]; st != nil {
+				ss = st.ss
+			}
+			c.mu.Unlock()
+			if ss != nil {
+				ss.flow.grant(inc)
+			}
+		case frameSettings:
+			if err := c.onSettings(br, h); err != nil {
+				return err
+			}
 		default:
-			// SETTINGS, GOAWAY from a client and unknown types are skipped,
-			// so later versions can add frames.
+			// GOAWAY from a client and unknown types are skipped, so later
+			// versions can add frames.
 			if err := discard(br, int64(h.length)); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// onSettings reads the client's SETTINGS: its message limit and stream
+// window apply to what this side sends.
+func (c *serverConn) onSettings(br *bufio.Reader, h frameHeader) error {
+	if h.length > 1024 {
+		return fmt.Errorf("settings of %d bytes, want at most 1024", h.length)
+	}
+	p := make([]byte, h.length)
+	if _, err := io.ReadFull(br, p); err != nil {
+		return err
+	}
+	d := decoder{b: p}
+	for len(d.b) > 0 && d.err == nil {
+		id, v := d.uvarint(), d.uvarint()
+		switch id {
+		case settingMaxMessage:
+			c.peerMaxMessage = clampUint32(v)
+		case settingStreamWindow:
+			c.peerWindow = int64(max(1, min(clampUint32(v), 1<<30)))
+		}
+	}
+	if d.err != nil {
+		return fmt.Errorf("settings: %w", d.err)
+	}
+	return nil
 }
 
 // onHeaders opens a stream.
@@ -219,11 +273,28 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	method := d.bytes()
 	codec := d.bytes()
 	st.md = d.md()
+	var schema []byte
+	if len(d.b) > 0 {
+		schema = d.bytes() // optional: absent from calls that repeat the method's schema
+	}
 	if d.err != nil {
+		st.md = nil
 		sstreamPool.Put(st)
 		return fmt.Errorf("stream %d: headers: %w", h.stream, d.err)
 	}
 	st.timeout = time.Duration(min(timeout, uint64(1<<62)/1000)) * time.Microsecond
+	// Remember the schema even if this call is refused, so that later calls
+	// of the method, which do not repeat it, are checked against it. Only
+	// known methods are remembered, which bounds the map.
+	st.route = c.srv.d.Route(string(method))
+	if len(schema) > 0 && st.route != nil {
+		if c.schemas == nil {
+			c.schemas = make(map[*kernel.Route]string)
+		}
+		if c.schemas[st.route] != string(schema) {
+			c.schemas[st.route] = string(schema)
+		}
+	}
 
 	c.mu.Lock()
 	if h.stream == 0 || h.stream <= c.lastID {
@@ -244,16 +315,26 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	}
 	c.mu.Unlock()
 	if refuse != "" {
+		*st = sstream{}
 		sstreamPool.Put(st)
 		c.reject(h.stream, status.Refused(refuse), true)
 		return nil
 	}
 
 	var err error
-	if st.route = c.srv.d.Route(string(method)); st.route == nil {
+	if st.route == nil {
 		err = kernel.UnknownMethod(string(method))
 	} else if st.codec, err = c.codecFor(codec); err == nil {
-		return nil
+		// The schema is checked before any message of the call is decoded.
+		if _, ok := st.codec.(kernel.SchemaCodec); ok {
+			err = c.srv.d.CheckSchema(st.route, st.codec, c.schemas[st.route])
+		}
+		if err == nil {
+			if h.flags&flagStream != 0 || st.route.Method.IsStreaming() {
+				c.startStream(st, h.flags&flagStream != 0)
+			}
+			return nil
+		}
 	}
 	c.finish(st, err)
 	return nil
@@ -280,7 +361,14 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 	if ok {
 		st.started = true
 	}
+	var ss *srvStream
+	if st != nil {
+		ss = st.ss
+	}
 	c.mu.Unlock()
+	if ss != nil {
+		return c.onStreamData(br, h, ss)
+	}
 	if !ok {
 		// Cancelled, finished, already started or unknown: skip its bytes.
 		return discard(br, int64(h.length))
@@ -312,8 +400,12 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 	return nil
 }
 
-// handle runs a unary call on a worker goroutine.
+// handle runs a call on a worker goroutine.
 func (st *sstream) handle() {
+	if st.ss != nil {
+		st.handleStream()
+		return
+	}
 	c := st.c
 	ctx := st.ctx
 	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr()}
@@ -365,11 +457,14 @@ func (c *serverConn) respond(st *sstream, resp any) {
 	putBuf(msg)
 }
 
-// finish ends the stream with err's status.
+// finish ends the stream with err's status (OK for nil).
 func (c *serverConn) finish(st *sstream, err error) {
-	se := status.FromError(err)
+	code, msg := status.OK, ""
+	if se := status.FromError(err); se != nil {
+		code, msg = se.Code(), se.Message()
+	}
 	c.end(st, func(b []byte) []byte {
-		return appendTrailers(b, st.id, se.Code(), se.Message(), st.call.Trailer, 0)
+		return appendTrailers(b, st.id, code, msg, st.call.Trailer, 0)
 	})
 }
 
@@ -386,6 +481,10 @@ func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
 	cancel := st.cancel
 	c.mu.Unlock()
 	hmd := st.call.Header
+	ss := st.ss
+	if ss != nil && ss.headerSent {
+		hmd = nil
+	}
 	c.w.write(func(b []byte) []byte {
 		if len(hmd) > 0 {
 			start := len(b)
@@ -404,6 +503,12 @@ func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
 	}
 	if cancel != nil {
 		cancel()
+	}
+	if ss != nil {
+		// A streaming call's state is not recycled: the reader may still
+		// hold it for a frame it is reading. Drop what was never taken.
+		ss.flow.end(errStreamEnded, false)
+		return
 	}
 	if st.req != nil {
 		putBuf(st.req)

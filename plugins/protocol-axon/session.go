@@ -25,12 +25,17 @@ type session struct {
 	limits   kernel.Limits
 	endpoint string
 
+	window int64 // the flow-control window granted to each server stream
+
 	// From the server's SETTINGS.
 	peerMaxMessage uint32
+	peerWindow     int64         // the window the server grants each stream
 	slots          chan struct{} // one token per stream the server allows
 
 	mu         sync.Mutex
 	calls      map[uint32]*pending
+	streams    map[uint32]*cstream // streaming calls, until their TRAILERS (or the connection's end)
+	sentSchema map[string]string   // method -> the schema fingerprint last sent for it
 	abandoned  map[uint32]struct{} // cancelled calls whose slot waits for their TRAILERS; nil once closed
 	nextID     uint32
 	goneAway   bool
@@ -56,12 +61,15 @@ type pending struct {
 
 var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan struct{}, 1)} }}
 
-func newSession(conn net.Conn, o kernel.SessionOptions) (*session, error) {
+func newSession(conn net.Conn, o kernel.SessionOptions, cfg Config) (*session, error) {
 	lim := o.Limits.WithDefaults()
-	s := &session{conn: conn, w: newWriter(conn), limits: lim, endpoint: o.Endpoint,
-		calls: make(map[uint32]*pending), abandoned: make(map[uint32]struct{}), nextID: 1, done: make(chan struct{})}
+	s := &session{conn: conn, w: newWriter(conn), limits: lim, endpoint: o.Endpoint, window: cfg.window(),
+		calls: make(map[uint32]*pending), abandoned: make(map[uint32]struct{}), nextID: 1, done: make(chan struct{}),
+		streams: make(map[uint32]*cstream), sentSchema: make(map[string]string)}
 	settings := binary.AppendUvarint(nil, settingMaxMessage)
 	settings = binary.AppendUvarint(settings, uint64(lim.MaxMessage))
+	settings = binary.AppendUvarint(settings, settingStreamWindow)
+	settings = binary.AppendUvarint(settings, uint64(s.window))
 	if err := s.w.write(func(b []byte) []byte {
 		b = append(b, preface[:]...)
 		b = appendHeader(b, len(settings), frameSettings, 0, 0)
@@ -93,6 +101,7 @@ func newSession(conn net.Conn, o kernel.SessionOptions) (*session, error) {
 	conn.SetReadDeadline(time.Time{})
 	maxStreams := uint32(100)
 	s.peerMaxMessage = 4 << 20
+	s.peerWindow = defaultStreamWindow
 	d := decoder{b: payload}
 	for len(d.b) > 0 && d.err == nil {
 		id, v := d.uvarint(), d.uvarint()
@@ -101,6 +110,8 @@ func newSession(conn net.Conn, o kernel.SessionOptions) (*session, error) {
 			s.peerMaxMessage = clampUint32(v)
 		case settingMaxStreams:
 			maxStreams = max(1, min(clampUint32(v), 1<<16))
+		case settingStreamWindow:
+			s.peerWindow = int64(max(1, min(clampUint32(v), 1<<30)))
 		}
 	}
 	if d.err != nil {
@@ -128,7 +139,7 @@ func (s *session) Close() error {
 }
 
 // Invoke implements kernel.Session.
-func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp any) error {
+func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp any) (rerr error) {
 	// Wait for a stream the server allows, rather than be refused.
 	select {
 	case s.slots <- struct{}{}:
@@ -180,7 +191,7 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 	// The stream id is taken inside the writer's critical section, so ids
 	// reach the wire in increasing order, as the server requires.
 	var id uint32
-	registered, refused := false, false
+	registered, refused, carried := false, false, false
 	codec := call.Codec.Name()
 	err = s.w.write(func(b []byte) []byte {
 		s.mu.Lock()
@@ -193,6 +204,7 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 		s.nextID++
 		s.calls[id] = p
 		registered = true
+		carried = s.schemaDueLocked(call)
 		s.mu.Unlock()
 		start := len(b)
 		b = appendHeader(b, 0, frameHeaders, 0, id)
@@ -200,10 +212,22 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 		b = appendString(b, call.Method)
 		b = appendString(b, codec)
 		b = appendMD(b, call.Metadata)
+		if carried {
+			b = appendString(b, call.Schema)
+		}
 		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
 		b = appendHeader(b, len(out), frameData, flagEndStream, id)
 		return append(b, out...)
 	})
+	if carried {
+		// A call that carried the schema and failed (perhaps before the
+		// server read it) makes the next call of the method carry it again.
+		defer func() {
+			if rerr != nil {
+				s.forgetSchema(call.Method, call.Schema)
+			}
+		}()
+	}
 	switch {
 	case refused:
 		s.recycle(p)
@@ -292,7 +316,7 @@ func (s *session) Drain() {
 	s.mu.Lock()
 	s.accepting.Store(false) // under mu: no call registers after this
 	s.draining = true
-	idle := len(s.calls) == 0
+	idle := len(s.calls) == 0 && len(s.streams) == 0
 	s.mu.Unlock()
 	if idle && s.inflight.Load() == 0 {
 		s.conn.Close()
@@ -304,7 +328,7 @@ func (s *session) Drain() {
 func (s *session) callDone() {
 	if s.inflight.Add(-1) == 0 && !s.accepting.Load() {
 		s.mu.Lock()
-		gone := (s.goneAway || s.draining) && len(s.calls) == 0
+		gone := (s.goneAway || s.draining) && len(s.calls) == 0 && len(s.streams) == 0
 		s.mu.Unlock()
 		if gone {
 			s.conn.Close()
@@ -325,6 +349,8 @@ func (s *session) readLoop(br *bufio.Reader) {
 	s.mu.Lock()
 	calls := s.calls
 	s.calls = map[uint32]*pending{}
+	streams := s.streams
+	s.streams = map[uint32]*cstream{}
 	abandoned := len(s.abandoned)
 	s.abandoned = nil
 	refusedAbove := uint32(1<<32 - 1)
@@ -341,6 +367,14 @@ func (s *session) readLoop(br *bufio.Reader) {
 		// Calls above the go-away line were never run: retrying is safe.
 		p.refused = id > refusedAbove
 		deliver(p)
+	}
+	for id, cs := range streams {
+		se := status.New(status.Unavailable, msg)
+		if id > refusedAbove {
+			se = status.Refused(msg)
+		}
+		cs.finish(se, nil, false)
+		s.release(cs)
 	}
 	for range abandoned {
 		<-s.slots
@@ -360,7 +394,17 @@ func (s *session) read(br *bufio.Reader) error {
 			s.mu.Lock()
 			p := s.calls[h.stream]
 			want := p != nil && p.data == nil
+			var cs *cstream
+			if p == nil {
+				cs = s.streams[h.stream]
+			}
 			s.mu.Unlock()
+			if cs != nil {
+				if err := s.onStreamData(br, h, cs); err != nil {
+					return err
+				}
+				continue
+			}
 			if !want {
 				if err := discard(br, int64(h.length)); err != nil {
 					return err
@@ -412,6 +456,17 @@ func (s *session) read(br *bufio.Reader) error {
 			if h.flags&flagAck == 0 {
 				s.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
 			}
+		case frameWindow:
+			inc, err := readWindowUpdate(br, h)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			cs := s.streams[h.stream]
+			s.mu.Unlock()
+			if cs != nil {
+				cs.flow.grant(inc)
+			}
 		default:
 			if err := discard(br, int64(h.length)); err != nil {
 				return err
@@ -426,10 +481,18 @@ func (s *session) onControl(h frameHeader, payload []byte) error {
 	case frameHeaders:
 		md := d.md()
 		s.mu.Lock()
-		if p := s.calls[h.stream]; p != nil && p.wantHeader {
+		p := s.calls[h.stream]
+		if p != nil && p.wantHeader {
 			p.header = md
 		}
+		var cs *cstream
+		if p == nil {
+			cs = s.streams[h.stream]
+		}
 		s.mu.Unlock()
+		if cs != nil {
+			cs.setHeader(md)
+		}
 	case frameTrailers:
 		code := d.uvarint()
 		msg := d.bytes()
@@ -442,9 +505,26 @@ func (s *session) onControl(h frameHeader, payload []byte) error {
 		delete(s.calls, h.stream)
 		_, abandoned := s.abandoned[h.stream]
 		delete(s.abandoned, h.stream)
+		var cs *cstream
+		if p == nil {
+			if cs = s.streams[h.stream]; cs != nil {
+				delete(s.streams, h.stream)
+			}
+		}
 		s.mu.Unlock()
 		if abandoned {
 			<-s.slots
+		}
+		if cs != nil {
+			var se *status.Error
+			switch {
+			case h.flags&flagRefused != 0:
+				se = status.Refused(string(msg))
+			case status.Code(code) != status.OK:
+				se = status.New(status.Code(code), string(msg))
+			}
+			cs.finish(se, md, true)
+			s.release(cs)
 		}
 		if p != nil {
 			p.code, p.msg, p.trailer = status.Code(code), string(msg), md
@@ -466,11 +546,22 @@ func (s *session) onControl(h frameHeader, payload []byte) error {
 				delete(s.calls, id)
 			}
 		}
-		empty := len(s.calls) == 0
+		var refusedStreams []*cstream
+		for id, cs := range s.streams {
+			if id > last {
+				refusedStreams = append(refusedStreams, cs)
+				delete(s.streams, id)
+			}
+		}
+		empty := len(s.calls) == 0 && len(s.streams) == 0
 		s.mu.Unlock()
 		for _, p := range refused {
 			p.code, p.msg, p.refused = status.Unavailable, "server went away before the call", true
 			deliver(p)
+		}
+		for _, cs := range refusedStreams {
+			cs.finish(status.Refused("server went away before the call"), nil, false)
+			s.release(cs)
 		}
 		if empty && s.inflight.Load() == 0 {
 			s.conn.Close()
@@ -494,9 +585,4 @@ func (s *session) fail(id uint32, code status.Code, msg string) {
 	})
 	p.code, p.msg = code, msg
 	deliver(p)
-}
-
-// NewStream is not yet supported by the native protocol.
-func (s *session) NewStream(ctx context.Context, call *kernel.ClientCall) (kernel.ClientStream, error) {
-	return nil, status.Errorf(status.Unimplemented, "protocol.axon: streaming calls are not supported yet (%s)", call.Method)
 }

@@ -65,7 +65,7 @@ func startSession(t *testing.T, maxStreams uint64) (*session, *fakePeer) {
 	settings := binary.AppendUvarint(nil, settingMaxStreams)
 	settings = binary.AppendUvarint(settings, maxStreams)
 	go srv.Write(append(appendHeader(preface[:len(preface):len(preface)], len(settings), frameSettings, 0, 0), settings...))
-	s, err := newSession(cli, kernel.SessionOptions{Limits: kernel.Limits{HandshakeTimeout: 5 * time.Second}, Endpoint: "pipe"})
+	s, err := newSession(cli, kernel.SessionOptions{Limits: kernel.Limits{HandshakeTimeout: 5 * time.Second}, Endpoint: "pipe"}, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

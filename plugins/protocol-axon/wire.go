@@ -3,6 +3,8 @@ package native
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"math"
 
 	"github.com/axonrpc/axon/kernel/metadata"
@@ -20,6 +22,12 @@ import (
 // client, and [HEADERS] + DATA + TRAILERS from the server, all in one write
 // when possible. Strings are a uvarint length and bytes; metadata is a
 // uvarint count of key, value string pairs.
+//
+// A streaming call is HEADERS with flagStream, then any number of DATA
+// frames each way; the client half-closes with DATA(END_STREAM|NO_MESSAGE)
+// and the server ends the call with TRAILERS. Each side of a stream grants
+// the other a window of bytes (see flow.go); WINDOW_UPDATE frames grant more
+// as messages are consumed.
 const (
 	prefaceLen = 8
 	headerLen  = 10
@@ -37,13 +45,16 @@ const (
 	frameCancel   = 0x5 // client gave up: uvarint code
 	frameGoAway   = 0x6 // stream 0: uvarint last stream id, uvarint code, message
 	framePing     = 0x7 // stream 0: 8 opaque bytes, echoed with flagAck
+	frameWindow   = 0x8 // WINDOW_UPDATE, streaming calls only: uvarint bytes granted to the receiver of this frame
 )
 
-// Frame flags.
+// Frame flags; their meaning depends on the frame type.
 const (
 	flagEndStream = 0x1 // DATA: the sender's last message on the stream
 	flagRefused   = 0x2 // TRAILERS: the call was not processed; safe to retry
 	flagAck       = 0x1 // PING: this is the reply
+	flagStream    = 0x2 // HEADERS: the client opened a stream (flow-controlled; it half-closes)
+	flagNoMessage = 0x2 // DATA: the frame carries no message (END_STREAM alone: a half-close)
 )
 
 // Settings ids.
@@ -51,6 +62,7 @@ const (
 	settingMaxMessage    = 1
 	settingMaxStreams    = 2
 	settingMaxHeaderSize = 3
+	settingStreamWindow  = 4 // the sender's initial receive window per stream, in bytes
 )
 
 var errMalformed = errors.New("malformed frame payload")
@@ -159,4 +171,31 @@ func clampUint32(v uint64) uint32 {
 		return math.MaxUint32
 	}
 	return uint32(v)
+}
+
+func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+
+// setLength fills in the length of the frame whose header starts at start
+// and which runs to the end of b.
+func setLength(b []byte, start int) []byte {
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
+	return b
+}
+
+// readWindowUpdate reads a WINDOW_UPDATE payload and returns its increment.
+// A payload longer than a uvarint can be is a connection error.
+func readWindowUpdate(r io.Reader, h frameHeader) (uint64, error) {
+	if h.length > binary.MaxVarintLen64 {
+		return 0, fmt.Errorf("window update of %d bytes, want at most %d", h.length, binary.MaxVarintLen64)
+	}
+	var p [binary.MaxVarintLen64]byte
+	if _, err := io.ReadFull(r, p[:h.length]); err != nil {
+		return 0, err
+	}
+	d := decoder{b: p[:h.length]}
+	inc := d.uvarint()
+	if d.err != nil {
+		return 0, fmt.Errorf("stream %d: window update: %w", h.stream, d.err)
+	}
+	return inc, nil
 }

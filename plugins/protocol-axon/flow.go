@@ -1,0 +1,206 @@
+package native
+
+import (
+	"errors"
+	"io"
+	"sync"
+)
+
+// Flow control of streaming calls (unary calls need none: one message each
+// way, bounded by max_message and max_concurrent_streams).
+//
+// Each side of a stream announces, in its SETTINGS, the window it grants
+// every stream it receives on (stream_window, default 64 KiB). A DATA frame
+// costs its payload length plus frameCost. A sender may send a DATA frame
+// while its credit for the stream is positive, and then subtracts the
+// frame's cost, so credit may go negative: a message larger than the window
+// is still sendable, one at a time. The receiver buffers what arrives and
+// gives the credit back in a WINDOW_UPDATE once the application has taken
+// half a window's worth. A receiver therefore never holds more than
+// window + max_message (+ frameCost) bytes of one stream; a frame that
+// arrives while the receiver already holds a full window was sent without
+// credit, and ends that stream (not the connection) with RESOURCE_EXHAUSTED.
+const (
+	defaultStreamWindow = 64 << 10
+	frameCost           = headerLen
+	maxCredit           = 1 << 40 // credit saturates here; a peer cannot overflow it
+)
+
+var (
+	// errSkip says a stream no longer takes messages: the frame's bytes are
+	// discarded.
+	errSkip = errors.New("stream takes no more messages")
+	// errOverWindow says the peer sent a frame without credit.
+	errOverWindow = errors.New("peer sent past its flow control window")
+)
+
+// flow is one streaming call's receive queue and its credit in both
+// directions. The connection's reader goroutine admits and pushes received
+// messages and grants send credit; the stream's receiving goroutine takes
+// messages; its sending goroutine spends credit. All fields are guarded by
+// mu. Messages in the queue are owned by the flow until taken, then by the
+// taker.
+type flow struct {
+	mu          sync.Mutex
+	queue       [][]byte // received messages, oldest first
+	eof         bool     // the peer half-closed: nothing follows the queue
+	err         error    // set once the stream ended for this side; io.EOF for a successful end
+	keepQueue   bool     // deliver the queue before err
+	window      int64    // the window this side grants
+	outstanding int64    // bytes received and not yet granted back
+	unacked     int64    // bytes taken and not yet granted back
+	credit      int64    // bytes this side may still send
+	unlimited   bool     // the peer does no flow control (a unary client calling a streaming method)
+
+	recvReady chan struct{} // signalled when the queue or the state changes
+	sendReady chan struct{} // signalled when credit arrives
+}
+
+func (f *flow) init(window, credit int64, unlimited bool) {
+	f.window, f.credit, f.unlimited = window, credit, unlimited
+	f.recvReady = make(chan struct{}, 1)
+	f.sendReady = make(chan struct{}, 1)
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// admit reserves room for a DATA frame of n payload bytes before its
+// payload is read, so nothing is allocated for a frame sent without credit.
+// It returns errSkip when the stream takes no more messages and
+// errOverWindow when the peer had no credit.
+func (f *flow) admit(n uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.err != nil || f.eof:
+		return errSkip
+	case f.outstanding >= f.window:
+		return errOverWindow
+	}
+	f.outstanding += int64(n) + frameCost
+	return nil
+}
+
+// push queues a received message (when has is set) and records a
+// half-close (when eof is set). It takes ownership of msg.
+func (f *flow) push(msg []byte, has, eof bool) {
+	f.mu.Lock()
+	if f.err == nil && !f.eof {
+		if has {
+			f.queue = append(f.queue, msg)
+		}
+		f.eof = eof
+	}
+	f.mu.Unlock()
+	signal(f.recvReady)
+}
+
+// take returns the next received message, io.EOF once the peer has
+// half-closed and the queue is empty, or the error the stream ended with.
+// It blocks until one of those or until done is closed; then it returns
+// doneErr() if doneErr is not nil, and otherwise looks again (the closer of
+// done has set the stream's error first).
+func (f *flow) take(done <-chan struct{}, doneErr func() error) ([]byte, error) {
+	for {
+		f.mu.Lock()
+		if f.err != nil && (!f.keepQueue || len(f.queue) == 0) {
+			err := f.err
+			f.mu.Unlock()
+			return nil, err
+		}
+		if len(f.queue) > 0 {
+			m := f.queue[0]
+			f.queue[0] = nil
+			f.queue = f.queue[1:]
+			f.mu.Unlock()
+			return m, nil
+		}
+		eof := f.eof
+		f.mu.Unlock()
+		if eof {
+			return nil, io.EOF
+		}
+		select {
+		case <-f.recvReady:
+		case <-done:
+			if doneErr != nil {
+				return nil, doneErr()
+			}
+		}
+	}
+}
+
+// taken records that a message of n bytes was taken and returns the credit
+// to grant the peer in a WINDOW_UPDATE now, or 0.
+func (f *flow) taken(n int) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unacked += int64(n) + frameCost
+	if f.eof || f.err != nil || f.unacked < f.window/2 {
+		return 0
+	}
+	g := f.unacked
+	f.unacked = 0
+	f.outstanding -= g
+	return g
+}
+
+// spend waits for positive credit and takes a frame of n payload bytes from
+// it. It returns false, spending nothing, if done is closed first.
+func (f *flow) spend(n int, done <-chan struct{}) bool {
+	for {
+		f.mu.Lock()
+		if f.unlimited || f.credit > 0 {
+			f.credit -= int64(n) + frameCost
+			f.mu.Unlock()
+			return true
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.sendReady:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// grant adds credit from a WINDOW_UPDATE.
+func (f *flow) grant(inc uint64) {
+	f.mu.Lock()
+	f.credit = min(f.credit+int64(min(inc, maxCredit)), maxCredit)
+	f.mu.Unlock()
+	signal(f.sendReady)
+}
+
+// end ends the stream for this side with err (io.EOF for success). With
+// keep, messages already queued are still delivered before err; without,
+// they are dropped. Later frames are skipped. It reports whether this call
+// ended the stream.
+func (f *flow) end(err error, keep bool) bool {
+	f.mu.Lock()
+	if f.err != nil {
+		f.mu.Unlock()
+		return false
+	}
+	f.err, f.keepQueue = err, keep
+	if !keep {
+		f.queue = nil
+	}
+	f.mu.Unlock()
+	signal(f.recvReady)
+	signal(f.sendReady)
+	return true
+}
+
+// appendWindowUpdate appends a WINDOW_UPDATE granting inc bytes on stream.
+func appendWindowUpdate(b []byte, stream uint32, inc int64) []byte {
+	start := len(b)
+	b = appendHeader(b, 0, frameWindow, 0, stream)
+	b = appendUvarint(b, uint64(inc))
+	return setLength(b, start)
+}
