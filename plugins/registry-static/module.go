@@ -18,6 +18,20 @@ type Config struct {
 	// Endpoints maps a service name to its endpoint addresses, such as
 	// "tcp://127.0.0.1:7443" (a bare host:port means tcp).
 	Endpoints map[string][]string `yaml:"endpoints"`
+	// Instances maps a service name to endpoints with routing labels and
+	// weights; they are added to the service's Endpoints.
+	Instances map[string][]Instance `yaml:"instances"`
+}
+
+// Instance is one endpoint with its labels and weight.
+type Instance struct {
+	// Address is the endpoint address, as in Endpoints.
+	Address string `yaml:"address" required:"true"`
+	// Labels are routing attributes, such as version: v2 (default none).
+	Labels map[string]string `yaml:"labels"`
+	// Weight is the relative share of traffic for weighted balancers
+	// (default 1).
+	Weight int `yaml:"weight" min:"1" max:"1000000"`
 }
 
 // Registry resolves services from a fixed table. It is safe for concurrent
@@ -29,7 +43,12 @@ func New(cfg Config) *Registry {
 	r := &Registry{eps: make(map[string][]kernel.Endpoint, len(cfg.Endpoints))}
 	for svc, addrs := range cfg.Endpoints {
 		for _, a := range addrs {
-			r.eps[svc] = append(r.eps[svc], kernel.Endpoint{Address: a})
+			r.eps[svc] = append(r.eps[svc], kernel.Endpoint{Address: a, Weight: 1})
+		}
+	}
+	for svc, insts := range cfg.Instances {
+		for _, in := range insts {
+			r.eps[svc] = append(r.eps[svc], kernel.Endpoint{Address: in.Address, Labels: in.Labels, Weight: max(in.Weight, 1)})
 		}
 	}
 	return r
