@@ -236,7 +236,7 @@ func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, p
 	sn := &sniffer{timeout: g.cfg.Server.Limits.WithDefaults().HandshakeTimeout}
 	for j, name := range lc.Protocols {
 		key := fmt.Sprintf("%s.protocols[%d]", path, j)
-		proto, err := build[Protocol](r.cat, bc, KindProtocol, name, key, config.Raw{})
+		proto, err := build[Protocol](r.cat, bc, KindProtocol, name, key, lc.protocolOptions(name, path))
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,9 @@ package kernel
 
 import (
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/axonrpc/axon/kernel/config"
@@ -38,6 +40,20 @@ type ListenConfig struct {
 	TLS *TLSConfig `yaml:"tls"`
 	// Options are the transport plugin's own settings.
 	Options config.Raw `yaml:"options"`
+	// ProtocolOptions are the protocol plugins' own settings, by protocol
+	// name: protocol_options: {grpc-web: {cors: {...}}}. Each key must be a
+	// protocol of this listener; unnamed protocols use their defaults.
+	ProtocolOptions map[string]config.Raw `yaml:"protocol_options"`
+}
+
+// protocolOptions returns the options block of the listener's protocol
+// name, found under path ("listen[0]").
+func (l *ListenConfig) protocolOptions(name, path string) config.Raw {
+	raw := l.ProtocolOptions[name]
+	if raw.Path == "" {
+		raw.Path = path + ".protocol_options." + name
+	}
+	return raw
 }
 
 // TLSConfig is a TLS block. Mode "off" is plaintext and must be chosen
@@ -159,6 +175,12 @@ func (c *Config) Validate() error {
 		for j, p := range l.Protocols {
 			if slices.Index(l.Protocols, p) != j {
 				return config.FieldError(fmt.Sprintf("listen[%d].protocols[%d]", i, j), p, "a protocol not already listed")
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(l.ProtocolOptions)) {
+			if !slices.Contains(l.Protocols, name) {
+				return config.FieldError(fmt.Sprintf("listen[%d].protocol_options.%s", i, name), name,
+					fmt.Sprintf("a protocol of this listener (%s)", strings.Join(l.Protocols, ", ")))
 			}
 		}
 		if l.TLS != nil {
