@@ -9,6 +9,7 @@ import (
 	jsoncodec "github.com/axonrpc/axon/plugins/codec-json"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
 	health "github.com/axonrpc/axon/plugins/service-health"
@@ -24,6 +25,7 @@ var Plugins = fx.Options(
 	uds.Module,
 	quic.Module,
 	native.Module,
+	grpcproto.Module,
 	bincodec.Module,
 	protocodec.Module,
 	jsoncodec.Module,
