@@ -1,6 +1,7 @@
 package native
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -52,6 +53,38 @@ var fuzzFrameSeeds = [][]byte{
 	fuzzFrame(0x7f, 0xff, 0xffffffff, []byte("an unknown frame type")),                                                                     // skipped
 	fuzzFrame(frameData, flagEndStream, 1, []byte("data without headers")),                                                                 // no stream
 	append(fuzzFrame(frameHeaders, 0, 3, fuzzHeadersPayload(0, "/fuzz.Svc/Echo", "raw", nil)), fuzzFrame(frameData, 0, 3, []byte("x"))...), // no END_STREAM
+	fuzzFrame(frameWindow, 0, 1, binary.AppendUvarint(nil, 65536)),                                                                         // WINDOW_UPDATE on no stream
+	fuzzFrame(frameWindow, 0, 1, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}),                                       // the largest increment
+	fuzzFrame(frameWindow, 0, 1, make([]byte, 11)),                                                                                         // too long
+	fuzzFrame(frameHeaders, flagStream, 1, appendString(fuzzHeadersPayload(0, "/fuzz.Svc/Chat", "raw", nil), "fingerprint")),               // stream with a schema
+	// A stream: HEADERS, two messages, a window update, a half-close.
+	concat(
+		fuzzFrame(frameHeaders, flagStream, 1, fuzzHeadersPayload(1000, "/fuzz.Svc/Chat", "raw", nil)),
+		fuzzFrame(frameData, 0, 1, []byte("one")),
+		fuzzFrame(frameData, 0, 1, []byte("two")),
+		fuzzFrame(frameWindow, 0, 1, binary.AppendUvarint(nil, 1<<20)),
+		fuzzFrame(frameData, flagEndStream|flagNoMessage, 1, nil),
+		fuzzFrame(frameData, 0, 1, []byte("after the half-close")),
+	),
+	// A stream cancelled, then DATA on it.
+	concat(
+		fuzzFrame(frameHeaders, flagStream, 1, fuzzHeadersPayload(0, "/fuzz.Svc/Chat", "raw", nil)),
+		fuzzFrame(frameCancel, 0, 1, []byte{1}),
+		fuzzFrame(frameData, 0, 1, []byte("late")),
+	),
+	// A unary method opened as a stream.
+	concat(
+		fuzzFrame(frameHeaders, flagStream, 1, fuzzHeadersPayload(0, "/fuzz.Svc/Echo", "raw", nil)),
+		fuzzFrame(frameData, flagEndStream, 1, []byte("hello")),
+	),
+}
+
+func concat(frames ...[]byte) []byte {
+	var b []byte
+	for _, f := range frames {
+		b = append(b, f...)
+	}
+	return b
 }
 
 // FuzzFrameDecoder decodes one frame's payload the way the client and the
@@ -95,6 +128,8 @@ func FuzzFrameDecoder(f *testing.F) {
 		d.md()
 		d = decoder{b: payload}
 		clampUint32(d.uvarint())
+		// WINDOW_UPDATE, as both sides read it.
+		readWindowUpdate(bytes.NewReader(payload), frameHeader{length: uint32(len(payload)), typ: frameWindow})
 		d = decoder{b: payload}
 		for len(d.b) > 0 && d.err == nil {
 			d.uvarint()
@@ -138,7 +173,21 @@ func FuzzServeConn(f *testing.F) {
 		fuzzFrame(frameData, flagEndStream, 1, nil)...))
 
 	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{kernel.NewService("fuzz.Svc",
-		kernel.Unary("Echo", func(_ context.Context, m *rawMsg) (*rawMsg, error) { return m, nil }))})
+		kernel.Unary("Echo", func(_ context.Context, m *rawMsg) (*rawMsg, error) { return m, nil }),
+		kernel.BidiStreaming("Chat", func(s kernel.BidiStreamingServer[rawMsg, rawMsg]) error {
+			for {
+				m, err := s.Recv()
+				if err != nil {
+					if err == io.EOF {
+						return nil
+					}
+					return err
+				}
+				if err := s.Send(m); err != nil {
+					return err
+				}
+			}
+		}))})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -278,7 +278,7 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 		schema = d.bytes() // optional: absent from calls that repeat the method's schema
 	}
 	if d.err != nil {
-		st.md = nil
+		*st = sstream{}
 		sstreamPool.Put(st)
 		return fmt.Errorf("stream %d: headers: %w", h.stream, d.err)
 	}
@@ -298,9 +298,11 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 
 	c.mu.Lock()
 	if h.stream == 0 || h.stream <= c.lastID {
+		last := c.lastID
 		c.mu.Unlock()
+		*st = sstream{}
 		sstreamPool.Put(st)
-		return fmt.Errorf("stream id %d is not above the last one (%d)", h.stream, c.lastID)
+		return fmt.Errorf("stream id %d is not above the last one (%d)", h.stream, last)
 	}
 	c.lastID = h.stream
 	var refuse string
