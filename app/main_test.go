@@ -132,6 +132,8 @@ func TestServeAndCall(t *testing.T) {
 		{"status from the handler", []string{"axon.example.v1.Echo/Say", `{}`}, 1, "", "Code: INVALID_ARGUMENT"},
 		{"unknown method", []string{"axon.example.v1.Echo/Nope", `{}`}, 2, "", `unknown method "axon.example.v1.Echo/Nope"`},
 		{"bad JSON", []string{"axon.example.v1.Echo/Say", `{"txt":1}`}, 2, "", "request JSON"},
+		{"server streaming", []string{"axon.example.v1.Echo/Expand", `{"text":"one two"}`}, 0, "{\"text\":\"one\"}\n{\"text\":\"two\"}\n", ""},
+		{"server streaming status", []string{"axon.example.v1.Echo/Expand", `{"text":" "}`}, 1, "", "Code: INVALID_ARGUMENT"},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {

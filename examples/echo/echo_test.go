@@ -115,6 +115,19 @@ func TestEveryCodec(t *testing.T) {
 			if se := status.FromError(err); se.Code() != status.InvalidArgument || se.Message() != "text is empty" {
 				t.Fatalf("empty Say: %v", err)
 			}
+			// The streaming shapes, over the native protocol.
+			if got, err := expand(ctx, c, "one two three"); err != nil || !slices.Equal(got, []string{"one", "two", "three"}) {
+				t.Fatalf("Expand: %q, %v", got, err)
+			}
+			if got, err := collect(ctx, c, []string{"one", "two"}); err != nil || !slices.Equal(got, []string{"one two"}) {
+				t.Fatalf("Collect: %q, %v", got, err)
+			}
+			if got, err := chat(ctx, c, []string{"a", "b"}); err != nil || !slices.Equal(got, []string{"a", "b"}) {
+				t.Fatalf("Chat: %q, %v", got, err)
+			}
+			if got, err := chat(ctx, c, []string{"a", ""}); status.CodeOf(err) != status.InvalidArgument || !slices.Equal(got, []string{"a"}) {
+				t.Fatalf("Chat with an empty text: %q, %v", got, err)
+			}
 		})
 	}
 }
@@ -265,7 +278,8 @@ func (s memClientStream) RecvMsg(m any) error {
 }
 
 // TestStreamingMethods calls each streaming method through the generated
-// client, in process (the native protocol does not carry streams yet).
+// client and service description, in process; TestEveryCodec calls them
+// over the native protocol.
 func TestStreamingMethods(t *testing.T) {
 	c := echopb.NewEchoClient(memInvoker{echopb.NewEchoService(echo.Server{})})
 	for _, tc := range []struct {
