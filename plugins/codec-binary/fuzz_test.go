@@ -19,8 +19,7 @@ import (
 )
 
 // fuzzTypes are the messages FuzzDecode decodes into; the first byte of an
-// input picks one, the rest is the body (the right fingerprint is put in
-// front, so that the fuzzer explores bodies rather than fingerprints).
+// input picks one, the rest is the encoding.
 var fuzzTypes = []func() wire.Message{
 	func() wire.Message { return new(testpb.All) },
 	func() wire.Message { return new(testpb.Node) },
@@ -48,7 +47,7 @@ func allocated() uint64 {
 	return allocSample[0].Value.Uint64()
 }
 
-// FuzzDecode feeds arbitrary bodies to the decoder: it must never panic,
+// FuzzDecode feeds arbitrary encodings to the decoder: it must never panic,
 // allocate more than allocBound, or fail without a *wire.DecodeError; what
 // it accepts must re-encode to a message that decodes equal.
 //
@@ -64,7 +63,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		newMsg := fuzzTypes[int(in[0])%len(fuzzTypes)]
 		m := newMsg()
-		src := append(wire.AppendFixed64(nil, m.AxonFingerprint()), in[1:]...)
+		src := in[1:]
 		before := allocated()
 		err := c.Unmarshal(src, m)
 		if used := allocated() - before; used > allocBound(len(src)) {
@@ -92,8 +91,7 @@ type fuzzSeed struct {
 	in   []byte
 }
 
-// body returns the encoding of m without its fingerprint, behind the byte
-// that selects its type.
+// body returns the encoding of m behind the byte that selects its type.
 func body(typ byte, m wire.Message) []byte { return append([]byte{typ}, m.AxonAppend(nil)...) }
 
 // fuzzSeeds are the committed seed corpus (testdata/fuzz/FuzzDecode; run

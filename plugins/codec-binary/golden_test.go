@@ -3,6 +3,7 @@ package binary_test
 import (
 	"encoding/hex"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/axonrpc/axon/examples/echo/echopb"
+	"github.com/axonrpc/axon/kernel"
+	binary "github.com/axonrpc/axon/plugins/codec-binary"
 	"github.com/axonrpc/axon/plugins/codec-binary/internal/testpb"
 	"github.com/axonrpc/axon/plugins/codec-binary/wire"
 )
@@ -20,7 +23,8 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // golden are fixed messages whose encodings are committed: a change to the
-// encoding or to a fingerprint shows up as a diff. Maps hold at most one
+// encoding shows up as a diff (fingerprints are not part of the encoding;
+// TestGoldenSchema pins them). Maps hold at most one
 // entry, since map order is not deterministic.
 var golden = []struct {
 	name string
@@ -64,7 +68,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test -run TestGolden -update to create it)", err)
 			}
 			if h := hex.EncodeToString(got); h != strings.TrimSpace(string(want)) {
-				t.Fatalf("encoding changed (fingerprint and body):\n got %s\nwant %s", h, strings.TrimSpace(string(want)))
+				t.Fatalf("encoding changed:\n got %s\nwant %s", h, strings.TrimSpace(string(want)))
 			}
 			// The committed bytes decode to the message.
 			b, _ := hex.DecodeString(strings.TrimSpace(string(want)))
@@ -85,12 +89,36 @@ func TestGoldenLayout(t *testing.T) {
 	m := &testpb.LineItem{Sku: 300, Price: 0.5} // quantity 0: not sent
 	got := hex.EncodeToString(wire.Marshal(nil, m))
 	want := strings.Join([]string{
-		hex.EncodeToString(wire.AppendFixed64(nil, m.AxonFingerprint())), // fingerprint, little endian
 		"05",               // presence bitmap: fields 1 (sku) and 3 (price)
 		"ac02",             // sku 300, varint
 		"000000000000e03f", // price 0.5, 8 bytes little endian
 	}, "")
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestGoldenSchema pins the golden messages' schema fingerprints, in the
+// form Schema sends them (testdata/golden/schemas.txt: one line per
+// message, its name and Schema(msg, msg)): a change to the fingerprint
+// algorithm or to a golden message's schema shows up as a diff.
+func TestGoldenSchema(t *testing.T) {
+	c := binary.New(kernel.Limits{})
+	var b strings.Builder
+	for _, g := range golden {
+		fmt.Fprintf(&b, "%s %s\n", g.name, c.Schema(g.msg, g.msg))
+	}
+	path := filepath.Join("testdata", "golden", "schemas.txt")
+	if *update {
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestGoldenSchema -update to create it)", err)
+	}
+	if b.String() != string(want) {
+		t.Fatalf("schemas changed:\n got\n%s\nwant\n%s", b.String(), want)
 	}
 }

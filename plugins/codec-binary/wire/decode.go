@@ -53,23 +53,15 @@ type Options struct {
 	Strings Strings
 }
 
-// Unmarshal decodes src, a fingerprint and a body, into m after resetting
-// it. A fingerprint that differs from m's is a *status.Error with code
-// FAILED_PRECONDITION naming the message and both fingerprints; malformed
-// input is a *DecodeError. Unmarshal never panics, checks every length and
-// count against the bytes left before it slices or allocates, and rejects
-// trailing bytes.
+// Unmarshal decodes src, the encoding of one message, into m after
+// resetting it. It does not check a schema fingerprint (the encoding holds
+// none: see the package doc); malformed input is a *DecodeError. Unmarshal
+// never panics, checks every length and count against the bytes left before
+// it slices or allocates, and rejects trailing bytes.
 func Unmarshal(src []byte, m Message, o Options) error {
-	want := m.AxonFingerprint()
-	if len(src) < FingerprintLen {
-		return &DecodeError{Type: typeName(m), Offset: 0, Size: len(src), Reason: fmt.Sprintf("%d bytes are too few for the %d-byte schema fingerprint", len(src), FingerprintLen)}
-	}
-	if got := binary.LittleEndian.Uint64(src); got != want {
-		return FingerprintMismatch(typeName(m), got, want)
-	}
 	m.Reset()
 	d := decoderPool.Get().(*Decoder)
-	d.reset(src[FingerprintLen:], len(src), o)
+	d.reset(src, o)
 	err := m.AxonDecode(d)
 	if err == nil && len(d.b) != 0 {
 		d.fail(fmt.Sprintf("%d bytes after the end of the message", len(d.b)))
@@ -80,13 +72,13 @@ func Unmarshal(src []byte, m Message, o Options) error {
 			de.Type = typeName(m)
 		}
 	}
-	*d = Decoder{}
-	decoderPool.Put(d)
+	d.release()
 	return err
 }
 
 // FingerprintMismatch returns the FAILED_PRECONDITION status of a message
-// whose sender's schema fingerprint differs from the receiver's.
+// whose schema fingerprint at the sender (the peer that sent its
+// fingerprint) differs from the one at the receiver (the side checking it).
 func FingerprintMismatch(msg string, sender, receiver uint64) *status.Error {
 	return status.Errorf(status.FailedPrecondition,
 		"message %s: schema fingerprint mismatch: sender 0x%016x, receiver 0x%016x (both sides must be generated from the same .proto, or use the proto codec)",
@@ -127,19 +119,28 @@ func (e *DecodeError) Error() string {
 // generated code checks the error once per message (Leave).
 type Decoder struct {
 	b       []byte // unread input
-	size    int    // length of the whole input, including the fingerprint
+	size    int    // length of the whole input
 	depth   int    // nesting levels left
 	strings Strings
 	chunk   []byte // Arena: the chunk strings are copied to
 	err     *DecodeError
 }
 
-// reset starts decoding body, the last bytes of an input of size bytes.
-func (d *Decoder) reset(body []byte, size int, o Options) {
-	*d = Decoder{b: body, size: size, depth: o.MaxDepth, strings: o.Strings}
+// reset starts decoding src. It assigns field by field: a pooled Decoder
+// is already empty (release), and assigning the whole struct costs a bulk
+// write barrier while the garbage collector runs.
+func (d *Decoder) reset(src []byte, o Options) {
+	d.b, d.size, d.depth, d.strings = src, len(src), o.MaxDepth, o.Strings
 	if d.depth <= 0 {
 		d.depth = DefaultMaxDepth
 	}
+}
+
+// release returns d to the pool without references to the input, the arena
+// or an error.
+func (d *Decoder) release() {
+	d.b, d.chunk, d.err = nil, nil, nil
+	decoderPool.Put(d)
 }
 
 // fail records reason at the current offset and stops decoding.
