@@ -5,13 +5,18 @@ package app
 import (
 	"go.uber.org/fx"
 
+	"github.com/axonrpc/axon/plugins/balancer"
+	"github.com/axonrpc/axon/plugins/breaker"
 	bincodec "github.com/axonrpc/axon/plugins/codec-binary"
 	jsoncodec "github.com/axonrpc/axon/plugins/codec-json"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	"github.com/axonrpc/axon/plugins/colour"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
+	"github.com/axonrpc/axon/plugins/ratelimit"
 	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
+	"github.com/axonrpc/axon/plugins/retry"
 	health "github.com/axonrpc/axon/plugins/service-health"
 	reflection "github.com/axonrpc/axon/plugins/service-reflection"
 	quic "github.com/axonrpc/axon/plugins/transport-quic"
@@ -33,4 +38,9 @@ var Plugins = fx.Options(
 	local.Module,
 	health.Module,
 	reflection.Module,
+	balancer.Module,
+	breaker.Module,
+	retry.Module,
+	ratelimit.Module,
+	colour.Module,
 )

@@ -1,0 +1,614 @@
+package e2e_test
+
+// Governance end to end: three or more servers on 127.0.0.1 started by each
+// test, clients built from YAML with the governance plugins (breaker, retry,
+// ratelimit, colour, balancers, registry-static labels and weights), and a
+// front service whose handler calls the backends with its incoming context,
+// for the two-hop tests. Assertions are on counts and codes, never on
+// speed; the figures the issue asks for (trip time, fast-fail latency,
+// amplification) are logged with -v.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/axonrpc/axon/examples/echo/echopb"
+	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/metadata"
+	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/plugins/balancer"
+	"github.com/axonrpc/axon/plugins/breaker"
+	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	"github.com/axonrpc/axon/plugins/colour"
+	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	"github.com/axonrpc/axon/plugins/ratelimit"
+	static "github.com/axonrpc/axon/plugins/registry-static"
+	"github.com/axonrpc/axon/plugins/retry"
+	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
+)
+
+const (
+	frontName = "axon.test.v1.Front"
+	mRelay    = "/" + frontName + "/Relay" // text "METHOD TEXT": calls the backends, answers "TAG|RESPONSE"
+)
+
+// govServer is a test server with the governance plugins in its catalog and
+// a "gov" server interceptor that counts calls and can be told to fail them.
+type govServer struct {
+	*server
+	name    string
+	calls   atomic.Int64 // calls that reached the server's chain
+	failing atomic.Bool  // fail every call with UNAVAILABLE
+}
+
+// govFactories are the governance plugins and the base plugins.
+func govFactories() []kernel.Factory {
+	return []kernel.Factory{
+		tcp.Factory, native.Factory, protocodec.Factory, static.Factory, tagFactory,
+		breaker.Factory, retry.Factory, ratelimit.Factory, colour.InterceptorFactory, colour.RouterFactory,
+		balancer.RoundRobinFactory, balancer.WeightedFactory, balancer.P2CFactory, balancer.HashFactory,
+	}
+}
+
+func govCatalog(t testing.TB, extra ...kernel.Factory) *kernel.Catalog {
+	t.Helper()
+	cat, err := kernel.NewCatalog(append(govFactories(), extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// startGov starts a server named name whose chain is gov, then more (a YAML
+// flow list's items), then tag=name; extra services are served beside the
+// test service.
+func startGov(t testing.TB, name, more string, extra ...*kernel.ServiceDesc) *govServer {
+	t.Helper()
+	g := &govServer{name: name}
+	gov := kernel.NewFactory(kernel.KindInterceptor, "gov", func() struct{} { return struct{}{} },
+		func(kernel.BuildContext, struct{}) (kernel.Interceptor, error) {
+			return kernel.Interceptor{Server: func(ctx context.Context, req any, next kernel.UnaryHandler) (any, error) {
+				g.calls.Add(1)
+				if g.failing.Load() {
+					return nil, status.Errorf(status.Unavailable, "%s fails on purpose", name)
+				}
+				return next(ctx, req)
+			}}, nil
+		})
+	s := &server{t: t, svc: newTestService(), probe: &probe{}}
+	s.cat = govCatalog(t, gov)
+	table, err := kernel.NewServiceTable(append([]*kernel.ServiceDesc{s.svc.desc()}, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.rt = kernel.NewRuntime(s.cat, table, nil)
+	ics := "{use: gov}, "
+	if more != "" {
+		ics += more + ", "
+	}
+	conf := srvConf{Service: name, Intercept: fmt.Sprintf("[%s{use: tag, options: {value: %q}}]", ics, name)}
+	if err := s.apply(conf); err != nil {
+		t.Fatalf("apply: %v\n%s", err, conf.yaml())
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		if err := s.rt.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown %s: %v", name, err)
+		}
+	})
+	g.server = s
+	return g
+}
+
+// instance is one registry-static instance line for a server.
+func instance(g *govServer, labels string) string {
+	if labels == "" {
+		labels = "{}"
+	}
+	return fmt.Sprintf("{address: %q, labels: %s}", g.addr(), labels)
+}
+
+// clientYAML is a client process's config: the "backends" service resolved
+// from the static instances, and the client block (indented by 2).
+func clientYAML(instances []string, client string) string {
+	return fmt.Sprintf("service: caller\ntls: {mode: \"off\"}\nregistry:\n  use: static\n  options:\n    instances:\n      backends: [%s]\nclient:\n%s",
+		strings.Join(instances, ", "), client)
+}
+
+// buildClient builds a client for the backends from YAML.
+func buildClient(t testing.TB, yaml string) *kernel.BuiltClient {
+	t.Helper()
+	c, err := kernel.BuildClient(govCatalog(t), parseConfig(t, yaml), "backends", nil)
+	if err != nil {
+		t.Fatalf("build client: %v\n%s", err, yaml)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// tagged calls method with text and returns the tag of the server that
+// answered (its name).
+func tagged(ctx context.Context, c invoker, method, text string) (string, error) {
+	var tr metadata.MD
+	_, err := say(ctx, c, method, text, kernel.Trailer(&tr))
+	return tr.Get("generation"), err
+}
+
+// front is the relay service: its handler calls the backends with its own
+// incoming context through whatever client the test sets.
+type front struct {
+	c atomic.Pointer[kernel.BuiltClient]
+}
+
+func (f *front) desc() *kernel.ServiceDesc {
+	return kernel.NewService(frontName,
+		kernel.Unary("Relay", func(ctx context.Context, r *echopb.SayRequest) (*echopb.SayResponse, error) {
+			method, text, _ := strings.Cut(r.GetText(), " ")
+			var tr metadata.MD
+			var resp echopb.SayResponse
+			if err := f.c.Load().Invoke(ctx, method, &echopb.SayRequest{Text: text}, &resp, kernel.Trailer(&tr)); err != nil {
+				return nil, err
+			}
+			return &echopb.SayResponse{Text: tr.Get("generation") + "|" + resp.GetText()}, nil
+		}))
+}
+
+// TestBreakerOpensAndHealthyTakeTraffic: one of three backends starts
+// failing; its breaker opens after consecutive_failures failed calls, and
+// from then on every call succeeds on the two healthy backends. A client of
+// the failing backend alone fails fast with UNAVAILABLE naming the breaker.
+func TestBreakerOpensAndHealthyTakeTraffic(t *testing.T) {
+	a, b, c := startGov(t, "a", ""), startGov(t, "b", ""), startGov(t, "c", "")
+	const trip = 3
+	cl := buildClient(t, clientYAML([]string{instance(a, ""), instance(b, ""), instance(c, "")},
+		fmt.Sprintf("  interceptors: [{use: breaker, options: {consecutive_failures: %d, open_for: 1h}}]\n", trip)))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for range 30 {
+		if _, err := tagged(ctx, cl, mEcho, "warm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.failing.Store(true)
+	start := time.Now()
+	failed, tripped := 0, time.Duration(0)
+	seen := map[string]int{}
+	for i := range 300 {
+		tag, err := tagged(ctx, cl, mEcho, "x")
+		if err != nil {
+			if codeOf(err) != status.Unavailable {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			failed++
+			if failed == trip {
+				tripped = time.Since(start)
+			}
+			continue
+		}
+		seen[tag]++
+	}
+	if failed != trip {
+		t.Errorf("%d calls failed while the breaker tripped, want %d (consecutive_failures)", failed, trip)
+	}
+	if seen["b"] != 0 || seen["a"] == 0 || seen["c"] == 0 {
+		t.Errorf("after b failed the calls went to %v", seen)
+	}
+	t.Logf("breaker trip: %d failed calls, %v from the first failure to the open breaker", failed, tripped)
+
+	// A client of b alone: once its breaker is open, calls fail at once.
+	solo := buildClient(t, clientYAML([]string{instance(b, "")},
+		fmt.Sprintf("  interceptors: [{use: breaker, options: {consecutive_failures: %d, open_for: 1h}}]\n", trip)))
+	for range trip {
+		say(ctx, solo, mEcho, "x")
+	}
+	before := b.calls.Load()
+	const n = 2000
+	start = time.Now()
+	for range n {
+		_, err := say(ctx, solo, mEcho, "x")
+		if codeOf(err) != status.Unavailable || !strings.Contains(err.Error(), "circuit breaker "+b.addr()+" "+mEcho+" is open; it probes again in") {
+			t.Fatalf("call through an open breaker: %v", err)
+		}
+	}
+	per := time.Since(start) / n
+	if got := b.calls.Load() - before; got != 0 {
+		t.Errorf("%d calls reached b through its open breaker", got)
+	}
+	t.Logf("open-breaker fast fail: %v per call (mean of %d)", per, n)
+}
+
+// TestBreakerHalfOpenRecovers: after open_for the breaker lets a probe
+// through; when the backend is healthy again, calls reach it again.
+func TestBreakerHalfOpenRecovers(t *testing.T) {
+	a, b := startGov(t, "a", ""), startGov(t, "b", "")
+	cl := buildClient(t, clientYAML([]string{instance(a, ""), instance(b, "")},
+		"  interceptors: [{use: breaker, options: {consecutive_failures: 2, open_for: 50ms}}]\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	b.failing.Store(true)
+	for range 20 {
+		tagged(ctx, cl, mEcho, "x")
+	}
+	b.failing.Store(false)
+	waitFor(t, "calls to reach b again", func() bool {
+		tag, err := tagged(ctx, cl, mEcho, "x")
+		return err == nil && tag == "b"
+	})
+}
+
+// TestRetryAmplificationWithinBudget: with a backend that always fails,
+// attempts ÷ calls stays within 1 + budget_ratio (plus the bucket's small
+// start), however many attempts a call may make.
+func TestRetryAmplificationWithinBudget(t *testing.T) {
+	servers := []*govServer{startGov(t, "a", ""), startGov(t, "b", ""), startGov(t, "c", "")}
+	var insts []string
+	for _, s := range servers {
+		s.failing.Store(true)
+		insts = append(insts, instance(s, ""))
+	}
+	cl := buildClient(t, clientYAML(insts, fmt.Sprintf(
+		"  interceptors: [{use: retry, options: {max_attempts: 5, initial_backoff: 100us, max_backoff: 1ms, budget_ratio: 0.2, budget_floor: 0, idempotent_methods: [%q]}}]\n", mEcho)))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	const calls = 500
+	for range calls {
+		if _, err := say(ctx, cl, mEcho, "x"); codeOf(err) != status.Unavailable {
+			t.Fatalf("call to failing backends: %v", err)
+		}
+	}
+	attempts := int64(0)
+	for _, s := range servers {
+		attempts += s.calls.Load()
+	}
+	ratio := float64(attempts) / calls
+	t.Logf("retry amplification with every backend failing: %d attempts for %d calls = %.3f (max_attempts 5, budget 0.2)", attempts, calls, ratio)
+	// The bucket may hold 10 x 0.2 = 2 retries beyond the ratio.
+	if float64(attempts) > calls*1.2+2 {
+		t.Errorf("attempts/calls = %.3f, above 1 + budget 0.2", ratio)
+	}
+	if attempts <= calls {
+		t.Errorf("no retries at all (%d attempts for %d calls)", attempts, calls)
+	}
+}
+
+// TestRetryNotRepeatedByNextHop: a retried call's handler calls on with its
+// incoming context; the next hop's retry interceptor does not retry.
+func TestRetryNotRepeatedByNextHop(t *testing.T) {
+	back := startGov(t, "back", "")
+	back.failing.Store(true)
+	f := &front{}
+	fr := startGov(t, "front", "", f.desc())
+	retryYAML := fmt.Sprintf("  interceptors: [{use: retry, options: {max_attempts: 3, initial_backoff: 100us, budget_floor: 1000, idempotent_methods: [%q, %q]}}]\n", mEcho, mRelay)
+	f.c.Store(buildClient(t, clientYAML([]string{instance(back, "")}, retryYAML)))
+	// The test's client calls the front, which relays to the back.
+	cl := buildClient(t, clientYAML([]string{instance(fr, "")}, retryYAML))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if _, err := say(ctx, cl, mRelay, mEcho+" x"); codeOf(err) != status.Unavailable {
+		t.Fatalf("relay to a failing backend: %v", err)
+	}
+	// Front: 3 attempts. Back: 3 for the first front attempt (not a
+	// retry), then 1 for each of the two retries.
+	if got, want := fr.calls.Load(), int64(3); got != want {
+		t.Errorf("front saw %d attempts, want %d", got, want)
+	}
+	if got, want := back.calls.Load(), int64(3+1+1); got != want {
+		t.Errorf("back saw %d attempts, want %d: retries multiplied along the chain", got, want)
+	}
+}
+
+// colourSetup starts two v1 backends, a canary (version v2) and a front
+// whose client routes canary calls to v2 and others to v1.
+func colourSetup(t *testing.T) (cl *kernel.Client, f *front, backends []*govServer, yaml func(rules string) string) {
+	v1a, v1b, canary := startGov(t, "v1a", ""), startGov(t, "v1b", ""), startGov(t, "canary", "")
+	backends = []*govServer{v1a, v1b, canary}
+	insts := []string{instance(v1a, "{version: v1}"), instance(v1b, "{version: v1}"), instance(canary, "{version: v2}")}
+	yaml = func(rules string) string {
+		return clientYAML(insts, "  interceptors: [{use: colour}, {use: breaker}]\n"+
+			"  router: {use: rules, options: {default_labels: {version: v1}, rules: ["+rules+"]}}\n")
+	}
+	f = &front{}
+	f.c.Store(buildClient(t, yaml("{colour: canary, labels: {version: v2}}")))
+	fr := startGov(t, "front", "", f.desc())
+	return newClient(t, fr.addr(), 1), f, backends, yaml
+}
+
+// TestColourRoutesThroughTwoHops: calls coloured canary by the caller reach
+// only the canary backend through the front's handler (which knows nothing
+// of colours), and uncoloured calls never do.
+func TestColourRoutesThroughTwoHops(t *testing.T) {
+	cl, _, _, _ := colourSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	seen := map[string]map[string]int{"canary": {}, "": {}}
+	for i := range 200 {
+		cctx := ctx
+		want := ""
+		if i%2 == 0 {
+			cctx, want = colour.With(ctx, "canary"), "canary"
+		}
+		got, err := say(cctx, cl, mRelay, mEcho+" hi")
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		tag, text, _ := strings.Cut(got, "|")
+		if text != "hi" {
+			t.Fatalf("relayed %q", got)
+		}
+		seen[want][tag]++
+	}
+	if len(seen["canary"]) != 1 || seen["canary"]["canary"] != 100 {
+		t.Errorf("coloured calls reached %v, want only canary", seen["canary"])
+	}
+	if seen[""]["canary"] != 0 || seen[""]["v1a"] == 0 || seen[""]["v1b"] == 0 {
+		t.Errorf("uncoloured calls reached %v, want v1a and v1b only", seen[""])
+	}
+}
+
+// TestReloadUnderLoadFailsNoCall: the front's client gets new routing rules
+// and breaker settings by config reload, again and again, while calls run;
+// none fails, and the new rule takes effect.
+func TestReloadUnderLoadFailsNoCall(t *testing.T) {
+	cl, f, _, yaml := colourSetup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var calls, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx := ctx
+			if g%2 == 0 {
+				cctx = colour.With(ctx, "canary")
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := say(cctx, cl, mRelay, mEcho+" hi"); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	configs := []string{
+		yaml("{colour: canary, labels: {version: v2}}"),
+		strings.Replace(yaml("{colour: canary, labels: {version: v2}}"), "{use: breaker}", "{use: breaker, options: {consecutive_failures: 9, open_for: 5s}}", 1),
+		yaml("{colour: canary, labels: {version: v1}}"),
+	}
+	for i := range 30 {
+		if err := f.c.Load().Reload(parseConfig(t, configs[i%len(configs)])); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// End on the rule that sends canary calls to v1.
+	if err := f.c.Load().Reload(parseConfig(t, configs[2])); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d calls failed during reloads; first: %v", failed.Load(), calls.Load(), firstErr.Load())
+	}
+	for range 20 {
+		got, err := say(colour.With(ctx, "canary"), cl, mRelay, mEcho+" hi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag, _, _ := strings.Cut(got, "|"); tag == "canary" {
+			t.Fatalf("after the reload a canary call still reached the canary")
+		}
+	}
+	t.Logf("%d calls during 31 reloads, none failed", calls.Load())
+}
+
+// TestRateLimit: a rate-limited method returns RESOURCE_EXHAUSTED beyond its
+// burst, with a retry hint in the trailer, before its handler runs; other
+// methods are not limited.
+func TestRateLimit(t *testing.T) {
+	s := startGov(t, "a", fmt.Sprintf("{use: ratelimit, options: {limits: {%q: {rps: 0.01, burst: 5}}}}", mEcho))
+	startGov(t, "b", "")
+	startGov(t, "c", "")
+	cl := newClient(t, s.addr(), 1)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for i := range 5 {
+		if _, err := say(ctx, cl, mEcho, "x"); err != nil {
+			t.Fatalf("call %d within the burst: %v", i, err)
+		}
+	}
+	for range 3 {
+		var tr metadata.MD
+		_, err := say(ctx, cl, mEcho, "x", kernel.Trailer(&tr))
+		if codeOf(err) != status.ResourceExhausted {
+			t.Fatalf("over the limit: %v", err)
+		}
+		if tr.Get(ratelimit.RetryAfterKey) == "" {
+			t.Errorf("no %s in the trailer %v", ratelimit.RetryAfterKey, tr)
+		}
+	}
+	if _, err := say(ctx, cl, mMeta, "x"); err != nil {
+		t.Errorf("another method: %v", err)
+	}
+}
+
+// TestWeightedAndHashBalancers: weights from the static registry split
+// calls exactly; consistent hashing keeps a key on one backend.
+func TestWeightedAndHashBalancers(t *testing.T) {
+	a, b, c := startGov(t, "a", ""), startGov(t, "b", ""), startGov(t, "c", "")
+	weighted := func(g *govServer, w int) string { return fmt.Sprintf("{address: %q, weight: %d}", g.addr(), w) }
+	insts := []string{weighted(a, 3), weighted(b, 1), weighted(c, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	wc := buildClient(t, clientYAML(insts, "  balancer: {use: weighted_round_robin}\n"))
+	seen := map[string]int{}
+	for range 100 {
+		tag, err := tagged(ctx, wc, mEcho, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[tag]++
+	}
+	if seen["a"] != 60 || seen["b"] != 20 || seen["c"] != 20 {
+		t.Errorf("weights 3:1:1 over 100 calls gave %v", seen)
+	}
+
+	hc := buildClient(t, clientYAML(insts, "  balancer: {use: consistent_hash, options: {key: x-user}}\n"))
+	owners := map[string]bool{}
+	for u := range 30 {
+		uctx := metadata.AppendToOutgoingContext(ctx, "x-user", fmt.Sprint("user", u))
+		first := ""
+		for range 5 {
+			tag, err := tagged(uctx, hc, mEcho, "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first == "" {
+				first = tag
+			} else if tag != first {
+				t.Fatalf("user %d went to %s then %s", u, first, tag)
+			}
+		}
+		owners[first] = true
+	}
+	if len(owners) < 2 {
+		t.Errorf("30 users all hashed to %v", owners)
+	}
+
+	pc := buildClient(t, clientYAML(insts, "  balancer: {use: p2c, options: {by: latency}}\n"))
+	for range 50 {
+		if _, err := tagged(ctx, pc, mEcho, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestOutlierEjection: an endpoint failing consecutive calls is ejected and
+// calls go to the others; never more than the configured share is ejected.
+func TestOutlierEjection(t *testing.T) {
+	a, b, c := startGov(t, "a", ""), startGov(t, "b", ""), startGov(t, "c", "")
+	cl := buildClient(t, clientYAML([]string{instance(a, ""), instance(b, ""), instance(c, "")},
+		"  outlier: {consecutive_failures: 2, base_ejection: 1h, max_ejected_share: 0.34}\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	b.failing.Store(true)
+	failed := 0
+	for range 60 {
+		if _, err := tagged(ctx, cl, mEcho, "x"); err != nil {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Errorf("%d calls failed before b was ejected, want 2", failed)
+	}
+	// Now a fails too, but at most 34% of 3 endpoints (one) may be ejected:
+	// a keeps getting calls.
+	a.failing.Store(true)
+	before := a.calls.Load()
+	for range 30 {
+		tagged(ctx, cl, mEcho, "x")
+	}
+	if a.calls.Load() == before {
+		t.Error("a second endpoint was ejected beyond max_ejected_share")
+	}
+}
+
+// TestDeadlinePropagatesThroughTwoHops: the backend a handler calls with its
+// incoming context sees the caller's deadline (less the time used), and a
+// method timeout from config bounds calls that have no deadline.
+func TestDeadlinePropagatesThroughTwoHops(t *testing.T) {
+	back := startGov(t, "back", "")
+	f := &front{}
+	fr := startGov(t, "front", "", f.desc())
+	f.c.Store(buildClient(t, clientYAML([]string{instance(back, "")}, "  interceptors: []\n")))
+	cl := newClient(t, fr.addr(), 1)
+
+	started, result := back.svc.watch("two-hop")
+	// Each hop sends the time left and the next re-bases it on arrival, so
+	// the backend's time left when its handler starts is at most what the
+	// caller gave, less what the front used (the wire time is not known).
+	const given = 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), given)
+	go func() {
+		recv(t, started, "the backend handler to start")
+		cancel()
+	}()
+	_, err := say(ctx, cl, mRelay, mWatch+" two-hop")
+	res := recv(t, result, "the backend handler's result")
+	if !res.hasDeadline || res.left >= given || res.left <= 0 {
+		t.Fatalf("backend saw %v left (deadline set: %v), the caller gave %v", res.left, res.hasDeadline, given)
+	}
+	t.Logf("two hops: the caller gave %v, the backend's handler started with %v left", given, res.left)
+	if codeOf(err) != status.Canceled && codeOf(err) != status.DeadlineExceeded {
+		t.Errorf("cancelled relay returned %v", err)
+	}
+
+	// A method timeout in the client config.
+	mt := buildClient(t, clientYAML([]string{instance(back, "")}, fmt.Sprintf("  method_timeouts: {%q: 200ms}\n", mWatch)))
+	started, result = back.svc.watch("method-timeout")
+	_, err = say(context.Background(), mt, mWatch, "method-timeout")
+	recv(t, started, "the handler to start")
+	res = recv(t, result, "the handler's result")
+	if codeOf(err) != status.DeadlineExceeded || !res.hasDeadline || res.left > 200*time.Millisecond {
+		t.Errorf("method timeout: err %v, handler had %v left (deadline set: %v)", err, res.left, res.hasDeadline)
+	}
+	// The method timeout caps a longer deadline too, and leaves a shorter
+	// one alone.
+	for _, tc := range []struct {
+		given time.Duration
+		max   time.Duration
+	}{{time.Hour, 200 * time.Millisecond}, {100 * time.Millisecond, 100 * time.Millisecond}} {
+		tok := fmt.Sprint("given-", tc.given)
+		started, result = back.svc.watch(tok)
+		cctx, ccancel := context.WithTimeout(context.Background(), tc.given)
+		say(cctx, mt, mWatch, tok)
+		ccancel()
+		recv(t, started, "the handler to start")
+		if res := recv(t, result, "the handler's result"); res.left > tc.max {
+			t.Errorf("deadline %v with method timeout 200ms: handler had %v left", tc.given, res.left)
+		}
+	}
+}
+
+// BenchmarkGovernanceChain measures what the full client chain (colour,
+// retry, breaker, rules router, p2c, outlier ejection) and the server's
+// rate limiter add to an echo round trip over loopback, against the same
+// round trip without them.
+func BenchmarkGovernanceChain(b *testing.B) {
+	s := startGov(b, "a", "{use: ratelimit, options: {default: {rps: 1000000000, max_concurrent: 10000}}}")
+	plain := startGov(b, "p", "")
+	full := clientYAML([]string{instance(s, "{version: v1}")},
+		"  interceptors: [{use: colour}, {use: retry, options: {idempotent_methods: [\"/axon.test.v1.Test/*\"]}}, {use: breaker}]\n"+
+			"  balancer: {use: p2c}\n"+
+			"  router: {use: rules, options: {default_labels: {version: v1}, rules: [{colour: canary, labels: {version: v2}, fallback: default}]}}\n"+
+			"  outlier: {consecutive_failures: 5}\n")
+	bare := clientYAML([]string{instance(plain, "")}, "  interceptors: []\n")
+	for _, bc := range []struct{ name, yaml string }{{"bare", bare}, {"full", full}} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := buildClient(b, bc.yaml)
+			ctx := context.Background()
+			req, resp := &echopb.SayRequest{Text: "x"}, &echopb.SayResponse{}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Invoke(ctx, mEcho, req, resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
