@@ -322,6 +322,18 @@ func TestStreamShapes(t *testing.T) {
 				t.Fatalf("after half-close: %v, want io.EOF", err)
 			}
 		}},
+		{"a streaming client calling a unary method", func(t *testing.T, ctx context.Context) {
+			st, err := kernel.OpenServerStream[req, resp](ctx, c, sPing, &req{Text: "one"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, err := st.Recv(); err != nil || m.GetText() != "one" {
+				t.Fatalf("response %q, %v", m.GetText(), err)
+			}
+			if _, err := st.Recv(); err != io.EOF {
+				t.Fatalf("after the response: %v, want io.EOF", err)
+			}
+		}},
 		{"half-close with no message", func(t *testing.T, ctx context.Context) {
 			st, err := kernel.OpenClientStream[req, resp](ctx, c, sConcat)
 			if err != nil {

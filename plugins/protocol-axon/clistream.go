@@ -237,6 +237,14 @@ func (cs *cstream) fail(se *status.Error) {
 // cancel runs when the stream's context is done.
 func (cs *cstream) cancel() { cs.fail(status.FromError(cs.ctx.Err())) }
 
+// hasEnded reports whether the call has ended for this side. It is true
+// before RecvMsg can return the end (finish sets it first).
+func (cs *cstream) hasEnded() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.ended
+}
+
 // err returns the call's status once it has ended: nil for OK.
 func (cs *cstream) err() error {
 	cs.mu.Lock()
@@ -299,10 +307,8 @@ func (cs *cstream) SendMsg(m any) error {
 	if cs.sendClosed {
 		return errSendClosed
 	}
-	select {
-	case <-cs.done:
+	if cs.hasEnded() {
 		return io.EOF
-	default:
 	}
 	buf := getBuf(0)
 	defer putBuf(buf)
@@ -334,10 +340,8 @@ func (cs *cstream) CloseSend() error {
 		return nil
 	}
 	cs.sendClosed = true
-	select {
-	case <-cs.done:
+	if cs.hasEnded() {
 		return nil
-	default:
 	}
 	cs.s.w.write(func(b []byte) []byte {
 		return appendHeader(b, 0, frameData, flagEndStream|flagNoMessage, cs.id)

@@ -180,8 +180,12 @@ func (ss *srvStream) write(msg []byte, has bool) error {
 	return nil
 }
 
-// RecvMsg implements kernel.ServerStream.
+// RecvMsg implements kernel.ServerStream. Once the call's context is done
+// it returns the reason, even if messages are still queued.
 func (ss *srvStream) RecvMsg(m any) error {
+	if ss.ctx.Err() != nil {
+		return ss.endErr()
+	}
 	msg, err := ss.flow.take(ss.ctx.Done(), ss.endErr)
 	if err != nil {
 		return err
