@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,12 @@ type fakePeer struct {
 // startSession connects a session to a fake server announcing maxStreams.
 func startSession(t *testing.T, maxStreams uint64) (*session, *fakePeer) {
 	t.Helper()
+	return startSessionWith(t, maxStreams, kernel.Limits{HandshakeTimeout: 5 * time.Second})
+}
+
+// startSessionWith is startSession with the client's limits.
+func startSessionWith(t *testing.T, maxStreams uint64, lim kernel.Limits) (*session, *fakePeer) {
+	t.Helper()
 	cli, srv := net.Pipe()
 	p := &fakePeer{t: t, conn: srv, in: make(chan rawFrame, 64)}
 	go func() {
@@ -65,7 +72,7 @@ func startSession(t *testing.T, maxStreams uint64) (*session, *fakePeer) {
 	settings := binary.AppendUvarint(nil, settingMaxStreams)
 	settings = binary.AppendUvarint(settings, maxStreams)
 	go srv.Write(append(appendHeader(preface[:len(preface):len(preface)], len(settings), frameSettings, 0, 0), settings...))
-	s, err := newSession(cli, kernel.SessionOptions{Limits: kernel.Limits{HandshakeTimeout: 5 * time.Second}, Endpoint: "pipe"}, DefaultConfig())
+	s, err := newSession(cli, kernel.SessionOptions{Limits: lim, Endpoint: "pipe"}, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +268,61 @@ func TestGoAwayRefusesLaterStreams(t *testing.T) {
 	case <-s.Done():
 	case <-time.After(10 * time.Second):
 		t.Error("session did not close after its last call")
+	}
+}
+
+// TestStreamClientLimits: a server that sends a stream message over the
+// client's max_message, or more than the client's window without waiting
+// for WINDOW_UPDATE, ends that stream with RESOURCE_EXHAUSTED and a CANCEL;
+// the session keeps serving other calls.
+func TestStreamClientLimits(t *testing.T) {
+	tests := []struct {
+		name   string
+		frames func(id uint32) []byte
+	}{
+		{"message over max_message", func(id uint32) []byte {
+			return data(id, strings.Repeat("m", 2<<10))
+		}},
+		{"past the window", func(id uint32) []byte {
+			var b []byte
+			for range defaultStreamWindow/1000 + 2 {
+				b = append(b, data(id, strings.Repeat("w", 1000))...)
+			}
+			return b
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, p := startSessionWith(t, 100, kernel.Limits{HandshakeTimeout: 5 * time.Second, MaxMessage: 1 << 10})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cs, err := s.NewStream(ctx, &kernel.ClientCall{Method: "/t.S/Stream", Codec: stringCodec{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := p.expect(frameHeaders, 1)
+			if h.flags&flagStream == 0 {
+				t.Fatalf("stream HEADERS without the stream flag: flags %#x", h.flags)
+			}
+			p.write(tt.frames(1))
+			var got string
+			for {
+				if err = cs.RecvMsg(&got); err != nil {
+					break
+				}
+			}
+			if status.CodeOf(err) != status.ResourceExhausted {
+				t.Fatalf("RecvMsg: %v, want RESOURCE_EXHAUSTED", err)
+			}
+			p.expect(frameCancel, 1)
+			p.write(trailers(1, status.Canceled))
+			r := invoke(context.Background(), s, "after")
+			p.expect(frameHeaders, 2)
+			p.expect(frameData, 2)
+			p.write(append(data(2, "ok"), trailers(2, status.OK)...))
+			if r := wait(t, r); r.err != nil || r.resp != "ok" {
+				t.Fatalf("call after the stream: %q, %v", r.resp, r.err)
+			}
+		})
 	}
 }
