@@ -15,6 +15,7 @@ import (
 	"github.com/axonrpc/axon/kernel/config"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
 	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
@@ -151,7 +152,7 @@ func (a Axon) clientTransport() (string, kernel.Transport, error) {
 
 func axonCatalog() (*kernel.Catalog, error) {
 	return kernel.NewCatalog([]kernel.Factory{
-		tcp.Factory, uds.Factory, quic.Factory, native.Factory, protocodec.Factory, static.Factory,
+		tcp.Factory, uds.Factory, quic.Factory, native.Factory, grpcproto.Factory, protocodec.Factory, static.Factory,
 	})
 }
 

@@ -58,6 +58,7 @@ var registry = []Impl{
 	RawMux{},
 	RawPingPong{},
 	NetRPC{},
+	AxonGRPC{},
 	GRPC{},
 }
 

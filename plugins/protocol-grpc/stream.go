@@ -81,6 +81,7 @@ func (s *stream) writeHeader() {
 
 func (s *stream) putHeader(h http.Header) {
 	h.Set("Content-Type", s.ct.header)
+	h["Date"] = nil // a nil value tells net/http not to add one
 	if s.respGzip {
 		h.Set("Grpc-Encoding", "gzip")
 	}
@@ -140,6 +141,11 @@ func (s *stream) SendMsg(m any) error {
 	}
 	if err := s.write(b); err != nil {
 		return err
+	}
+	if !s.call.Method.ServerStreams {
+		// The one response goes out with the trailers when the handler
+		// returns: one write instead of two.
+		return nil
 	}
 	return s.flush()
 }
