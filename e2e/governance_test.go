@@ -11,6 +11,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -611,4 +612,84 @@ func BenchmarkGovernanceChain(b *testing.B) {
 			}
 		})
 	}
+}
+
+// nullProto is a protocol whose sessions answer every call at once without
+// I/O, so a benchmark of a client over it measures the client alone.
+type nullProto struct{}
+
+func (nullProto) NewServer(*kernel.Dispatcher) kernel.ServerConn { return nil }
+func (nullProto) NewSession(c net.Conn, _ kernel.SessionOptions) (kernel.Session, error) {
+	c.Close()
+	return nullSession{}, nil
+}
+
+type nullSession struct{}
+
+func (nullSession) Invoke(context.Context, *kernel.ClientCall, any, any) error { return nil }
+func (nullSession) NewStream(context.Context, *kernel.ClientCall) (kernel.ClientStream, error) {
+	return nil, status.New(status.Unimplemented, "null")
+}
+func (nullSession) Accepting() bool       { return true }
+func (nullSession) InFlight() int         { return 0 }
+func (nullSession) Done() <-chan struct{} { return nil }
+func (nullSession) Drain()                {}
+func (nullSession) Close() error          { return nil }
+
+type nullTransport struct{}
+
+func (nullTransport) Listen(context.Context, string) (net.Listener, error) { return nil, net.ErrClosed }
+func (nullTransport) Dial(context.Context, string) (net.Conn, error) {
+	a, b := net.Pipe()
+	b.Close()
+	return a, nil
+}
+
+// BenchmarkGovernanceOverhead measures the client-side cost of the
+// governance chain alone (no network): the same client with no policy and
+// with colour, retry, breaker, rules router, p2c and outlier ejection, over
+// a protocol that answers at once; and the server-side rate limiter.
+func BenchmarkGovernanceOverhead(b *testing.B) {
+	null := []kernel.Factory{
+		kernel.NewFactory(kernel.KindProtocol, "noop", func() struct{} { return struct{}{} },
+			func(kernel.BuildContext, struct{}) (kernel.Protocol, error) { return nullProto{}, nil }),
+		kernel.NewFactory(kernel.KindTransport, "noop", func() struct{} { return struct{}{} },
+			func(kernel.BuildContext, struct{}) (kernel.Transport, error) { return nullTransport{}, nil }),
+	}
+	insts := []string{`{address: "noop://a", labels: {version: v1}}`, `{address: "noop://b", labels: {version: v1}}`, `{address: "noop://c", labels: {version: v2}}`}
+	for _, bc := range []struct{ name, client string }{
+		{"none", "  protocol: noop\n"},
+		{"full", "  protocol: noop\n" +
+			"  interceptors: [{use: colour}, {use: retry, options: {idempotent_methods: [\"/axon.test.v1.Test/*\"]}}, {use: breaker}]\n" +
+			"  balancer: {use: p2c}\n" +
+			"  router: {use: rules, options: {default_labels: {version: v1}, rules: [{colour: canary, labels: {version: v2}}]}}\n" +
+			"  outlier: {consecutive_failures: 5}\n"},
+	} {
+		b.Run("client-"+bc.name, func(b *testing.B) {
+			c, err := kernel.BuildClient(govCatalog(b, null...), parseConfig(b, clientYAML(insts, bc.client)), "backends", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			req, resp := &echopb.SayRequest{Text: "x"}, &echopb.SayResponse{}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Invoke(ctx, mEcho, req, resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("server-ratelimit", func(b *testing.B) {
+		l := ratelimit.New(ratelimit.Config{Scope: "method", Default: ratelimit.Limit{RPS: 1e12, MaxConcurrent: 1 << 30}})
+		ctx := kernel.NewCallContext(context.Background(), &kernel.ServerCall{Method: &kernel.MethodDesc{FullName: mEcho}})
+		h := func(context.Context, any) (any, error) { return nil, nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := l.Unary(ctx, nil, h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
