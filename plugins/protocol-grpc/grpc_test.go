@@ -60,7 +60,7 @@ type fixtureOpts struct {
 	codecs []kernel.Codec
 }
 
-func newFixture(t *testing.T, o fixtureOpts) *fixture {
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	f := &fixture{
 		started: make(chan struct{}, 16), release: make(chan struct{}),
@@ -121,7 +121,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 }
 
 // close shuts the server down and waits until every ServeConn returned.
-func (f *fixture) close(t *testing.T) {
+func (f *fixture) close(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := f.srv.Shutdown(ctx); err != nil {

@@ -35,7 +35,7 @@ func statusWithDetail(code status.Code, msg string) *spb.Status {
 	return &spb.Status{Code: int32(code), Message: msg, Details: []*anypb.Any{d}}
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
+func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
