@@ -162,6 +162,8 @@ func (f *fixture) echo(ctx context.Context, in *wrapperspb.StringValue) (*wrappe
 		<-ctx.Done()
 		f.ended <- ctx.Err()
 		return nil, ctx.Err()
+	case "panic":
+		panic("handler bug")
 	case "hold":
 		f.started <- struct{}{}
 		<-f.release

@@ -89,6 +89,8 @@ func TestGRPCUnary(t *testing.T) {
 		{name: "proto", in: "hi"},
 		{name: "json", in: "hi", opts: []grpc.CallOption{grpc.ForceCodec(jsonCodec{})}},
 		{name: "gzip", in: long, opts: []grpc.CallOption{grpc.UseCompressor("gzip")}},
+		{name: "large, past the flow control windows", in: strings.Repeat("L", 3<<20)},
+		{name: "handler panic", in: "panic", code: codes.Internal},
 		{name: "schema codec with fingerprint", in: "hi", opts: []grpc.CallOption{grpc.ForceCodec(fpClientCodec{})}, md: []string{kernel.SchemaKey, "v1"}},
 		{name: "schema codec without fingerprint", in: "hi", opts: []grpc.CallOption{grpc.ForceCodec(fpClientCodec{})}, code: codes.FailedPrecondition},
 		{name: "schema codec with another fingerprint", in: "hi", opts: []grpc.CallOption{grpc.ForceCodec(fpClientCodec{})}, md: []string{kernel.SchemaKey, "v2"}, code: codes.FailedPrecondition},
@@ -104,10 +106,14 @@ func TestGRPCUnary(t *testing.T) {
 			if grpcstatus.Code(err) != tc.code {
 				t.Fatalf("got %v, want code %v", err, tc.code)
 			}
-			if tc.code != codes.OK {
+			if tc.code != codes.OK && tc.in != "panic" {
 				if f.intercepted.Load() != before {
 					t.Errorf("interceptor ran for a call refused before its handler")
 				}
+				return
+			}
+			if tc.code != codes.OK {
+				f.lastCall(t)
 				return
 			}
 			if out.Value != tc.in {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,6 +62,43 @@ func TestGRPCWebConnect(t *testing.T) {
 				t.Errorf("stream %v, %v", got, err)
 			}
 			f.lastCall(t)
+
+			// Client streaming: the request body carries several messages.
+			sum := connect.NewClient[wrapperspb.Int32Value, wrapperspb.Int32Value](hc.client, base+mSum, connect.WithGRPCWeb())
+			cs := sum.CallClientStream(ctxT(t))
+			for i := int32(1); i <= 4; i++ {
+				if err := cs.Send(wrapperspb.Int32(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res, err := cs.CloseAndReceive(); err != nil || res.Msg.Value != 10 {
+				t.Errorf("client stream: %v, %v", res, err)
+			}
+			f.lastCall(t)
+
+			if hc.name == "h2c" {
+				// Full duplex over HTTP/2: each reply before the next request.
+				chat := connect.NewClient[wrapperspb.StringValue, wrapperspb.StringValue](hc.client, base+mChat, connect.WithGRPCWeb())
+				bs := chat.CallBidiStream(ctxT(t))
+				for i := range 3 {
+					if err := bs.Send(wrapperspb.String(fmt.Sprint(i))); err != nil {
+						t.Fatal(err)
+					}
+					m, err := bs.Receive()
+					if err != nil || m.Value != fmt.Sprint("re: ", i) {
+						t.Fatalf("bidi: %v, %v", m, err)
+					}
+				}
+				bs.CloseRequest()
+				if _, err := bs.Receive(); !errors.Is(err, io.EOF) {
+					t.Errorf("bidi end: %v", err)
+				}
+				if bs.ResponseHeader().Get("x-chat") != "hello" {
+					t.Errorf("bidi header %v", bs.ResponseHeader())
+				}
+				bs.CloseResponse()
+				f.lastCall(t)
+			}
 
 			// Gzip both ways.
 			zecho := connect.NewClient[wrapperspb.StringValue, wrapperspb.StringValue](hc.client, base+mEcho, connect.WithGRPCWeb(), connect.WithSendGzip())
