@@ -15,6 +15,7 @@ generate:
 			--go_out=$(GEN_OUT) --go_opt=module=github.com/axonrpc/axon \
 			--axon_out=$(GEN_OUT) --axon_opt=module=github.com/axonrpc/axon $$p || exit 1; \
 	done
+	bash interop/conformance/generate.sh $(GEN_OUT)
 
 test:
 	bash scripts/test.sh
