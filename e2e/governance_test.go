@@ -70,6 +70,18 @@ func govCatalog(t testing.TB, extra ...kernel.Factory) *kernel.Catalog {
 // test service.
 func startGov(t testing.TB, name, more string, extra ...*kernel.ServiceDesc) *govServer {
 	t.Helper()
+	ics := "{use: gov}, "
+	if more != "" {
+		ics += more + ", "
+	}
+	conf := srvConf{Service: name, Intercept: fmt.Sprintf("[%s{use: tag, options: {value: %q}}]", ics, name)}
+	return startGovConfig(t, name, conf.yaml(), extra...)
+}
+
+// startGovConfig starts a server named name from the config text yaml,
+// whose plugins may include the gov interceptor.
+func startGovConfig(t testing.TB, name, yaml string, extra ...*kernel.ServiceDesc) *govServer {
+	t.Helper()
 	g := &govServer{name: name}
 	gov := kernel.NewFactory(kernel.KindInterceptor, "gov", func() struct{} { return struct{}{} },
 		func(kernel.BuildContext, struct{}) (kernel.Interceptor, error) {
@@ -88,13 +100,8 @@ func startGov(t testing.TB, name, more string, extra ...*kernel.ServiceDesc) *go
 		t.Fatal(err)
 	}
 	s.rt = kernel.NewRuntime(s.cat, table, nil)
-	ics := "{use: gov}, "
-	if more != "" {
-		ics += more + ", "
-	}
-	conf := srvConf{Service: name, Intercept: fmt.Sprintf("[%s{use: tag, options: {value: %q}}]", ics, name)}
-	if err := s.apply(conf); err != nil {
-		t.Fatalf("apply: %v\n%s", err, conf.yaml())
+	if err := s.rt.Apply(context.Background(), parseConfig(t, yaml)); err != nil {
+		t.Fatalf("apply: %v\n%s", err, yaml)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
@@ -304,20 +311,55 @@ func TestRetryNotRepeatedByNextHop(t *testing.T) {
 	}
 }
 
+// frontServer is a front whose handlers call the backends through a client
+// built from the front's own config, which follows the front's reloads.
+type frontServer struct {
+	*govServer
+	conf srvConf
+}
+
+// config returns the front's full config with client block client.
+func (fs *frontServer) config(t testing.TB, client string) *kernel.Config {
+	return parseConfig(t, fs.conf.yaml()+"client:\n"+client)
+}
+
+// startFront starts a front on a fixed port whose registry lists insts as
+// the "backends" service, and gives f a client built from the front's
+// config with client block client; the client follows the front's config
+// reloads (Runtime.Follow).
+func startFront(t testing.TB, f *front, insts []string, client string) *frontServer {
+	t.Helper()
+	fs := &frontServer{conf: srvConf{
+		Service:   "front",
+		Addr:      freePort(t),
+		Registry:  fmt.Sprintf("{use: static, options: {instances: {backends: [%s]}}}", strings.Join(insts, ", ")),
+		Intercept: `[{use: gov}, {use: tag, options: {value: "front"}}]`,
+	}}
+	yaml := fs.conf.yaml() + "client:\n" + client
+	fs.govServer = startGovConfig(t, "front", yaml, f.desc())
+	c, err := kernel.BuildClient(fs.cat, parseConfig(t, yaml), "backends", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	t.Cleanup(fs.rt.Follow(c))
+	f.c.Store(c)
+	return fs
+}
+
 // colourSetup starts two v1 backends, a canary (version v2) and a front
 // whose client routes canary calls to v2 and others to v1.
-func colourSetup(t *testing.T) (cl *kernel.Client, f *front, backends []*govServer, yaml func(rules string) string) {
+func colourSetup(t *testing.T) (cl *kernel.Client, fs *frontServer, backends []*govServer, client func(rules string) string) {
 	v1a, v1b, canary := startGov(t, "v1a", ""), startGov(t, "v1b", ""), startGov(t, "canary", "")
 	backends = []*govServer{v1a, v1b, canary}
 	insts := []string{instance(v1a, "{version: v1}"), instance(v1b, "{version: v1}"), instance(canary, "{version: v2}")}
-	yaml = func(rules string) string {
-		return clientYAML(insts, "  interceptors: [{use: colour}, {use: breaker}]\n"+
-			"  router: {use: rules, options: {default_labels: {version: v1}, rules: ["+rules+"]}}\n")
+	client = func(rules string) string {
+		return "  interceptors: [{use: colour}, {use: breaker}]\n" +
+			"  router: {use: rules, options: {default_labels: {version: v1}, rules: [" + rules + "]}}\n"
 	}
-	f = &front{}
-	f.c.Store(buildClient(t, yaml("{colour: canary, labels: {version: v2}}")))
-	fr := startGov(t, "front", "", f.desc())
-	return newClient(t, fr.addr(), 1), f, backends, yaml
+	f := &front{}
+	fs = startFront(t, f, insts, client("{colour: canary, labels: {version: v2}}"))
+	return newClient(t, fs.addr(), 1), fs, backends, client
 }
 
 // TestColourRoutesThroughTwoHops: calls coloured canary by the caller reach
@@ -352,11 +394,12 @@ func TestColourRoutesThroughTwoHops(t *testing.T) {
 	}
 }
 
-// TestReloadUnderLoadFailsNoCall: the front's client gets new routing rules
-// and breaker settings by config reload, again and again, while calls run;
-// none fails, and the new rule takes effect.
+// TestReloadUnderLoadFailsNoCall: the front's config is applied again and
+// again while calls run, each time with other routing rules or breaker
+// settings for the client its handler uses (which follows the runtime);
+// no call fails, and the last rule takes effect.
 func TestReloadUnderLoadFailsNoCall(t *testing.T) {
-	cl, f, _, yaml := colourSetup(t)
+	cl, fs, _, client := colourSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	var calls, failed atomic.Int64
@@ -386,18 +429,28 @@ func TestReloadUnderLoadFailsNoCall(t *testing.T) {
 		}()
 	}
 	configs := []string{
-		yaml("{colour: canary, labels: {version: v2}}"),
-		strings.Replace(yaml("{colour: canary, labels: {version: v2}}"), "{use: breaker}", "{use: breaker, options: {consecutive_failures: 9, open_for: 5s}}", 1),
-		yaml("{colour: canary, labels: {version: v1}}"),
+		client("{colour: canary, labels: {version: v2}}"),
+		strings.Replace(client("{colour: canary, labels: {version: v2}}"), "{use: breaker}", "{use: breaker, options: {consecutive_failures: 9, open_for: 5s}}", 1),
+		client("{colour: canary, labels: {version: v1}}"),
 	}
-	for i := range 30 {
-		if err := f.c.Load().Reload(parseConfig(t, configs[i%len(configs)])); err != nil {
+	const reloads = 12
+	for i := range reloads {
+		if err := fs.rt.Apply(ctx, fs.config(t, configs[i%len(configs)])); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
+		// Let calls run on each configuration.
+		n := calls.Load()
+		waitFor(t, "calls after a reload", func() bool { return calls.Load() >= n+50 })
+	}
+	// A broken client section is rejected with its key path, and the
+	// running generation and client policy stay.
+	gen := fs.rt.Generation()
+	err := fs.rt.Apply(ctx, fs.config(t, "  interceptors: [{use: breakr}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "client.interceptors[0].use") || fs.rt.Generation() != gen {
+		t.Errorf("broken client section: %v (generation %d, was %d)", err, fs.rt.Generation(), gen)
 	}
 	// End on the rule that sends canary calls to v1.
-	if err := f.c.Load().Reload(parseConfig(t, configs[2])); err != nil {
+	if err := fs.rt.Apply(ctx, fs.config(t, configs[2])); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)
@@ -414,7 +467,7 @@ func TestReloadUnderLoadFailsNoCall(t *testing.T) {
 			t.Fatalf("after the reload a canary call still reached the canary")
 		}
 	}
-	t.Logf("%d calls during 31 reloads, none failed", calls.Load())
+	t.Logf("%d calls during %d config reloads, none failed", calls.Load(), reloads+1)
 }
 
 // TestRateLimit: a rate-limited method returns RESOURCE_EXHAUSTED beyond its

@@ -48,6 +48,12 @@ func (b *BuiltClient) Reload(cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	b.swap(pol, closers)
+	return nil
+}
+
+// swap makes pol the client's policy and closes the plugins of the old one.
+func (b *BuiltClient) swap(pol *clientPolicy, closers []io.Closer) {
 	o := b.Client.o
 	pol.apply(&o)
 	b.mu.Lock()
@@ -58,7 +64,6 @@ func (b *BuiltClient) Reload(cfg *Config) error {
 	for _, c := range old {
 		c.Close()
 	}
-	return nil
 }
 
 // clientPolicy is what buildPolicy builds from a client section.

@@ -34,6 +34,8 @@ type Runtime struct {
 	seq    uint64
 	closed bool
 
+	followers []Follower // told of each configuration applied (see Follow)
+
 	stopInit, stoppingOnce sync.Once
 	stopCh                 chan struct{} // closed when Shutdown begins
 }
@@ -120,9 +122,16 @@ func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
 		r.seq--
 		return err
 	}
+	finish, err := r.prepareFollowers(cfg)
+	if err != nil {
+		r.seq--
+		g.stop()
+		return err
+	}
 	if err := r.start(ctx, g); err != nil {
 		r.seq--
 		g.stop()
+		finish(false)
 		return err
 	}
 	old := r.cur.Load()
@@ -131,6 +140,7 @@ func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
 		l.shared.handler.Store(&serverBox{l.server})
 	}
 	r.cur.Store(g)
+	finish(true)
 	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
 	if old != nil {
 		r.retire(old, g)
