@@ -47,22 +47,26 @@ func MatchPrefix(prefix []byte, want string) Match {
 	return MatchYes
 }
 
-// MatchHTTP1 matches a connection that begins with an HTTP/1.x request line
-// of one of the methods a gRPC-Web client or a browser's preflight sends.
+// maxMethod is the longest HTTP/1 method token MatchHTTP1 accepts.
+const maxMethod = 16
+
+// MatchHTTP1 matches a connection that begins with an HTTP/1.x request
+// line: a method token of capital letters (any method, so that the server
+// can answer one it does not allow with 405) followed by a space. The HTTP/2
+// preface ("PRI * HTTP/2.0") is not HTTP/1.
 func MatchHTTP1(prefix []byte) Match {
-	more := false
-	for _, m := range [...]string{"POST ", "OPTIONS ", "GET ", "HEAD ", "PUT "} {
-		switch MatchPrefix(prefix, m) {
-		case MatchYes:
+	for i, c := range prefix {
+		switch {
+		case c == ' ' && i > 0:
+			if string(prefix[:i]) == "PRI" {
+				return MatchNo
+			}
 			return MatchYes
-		case MatchMore:
-			more = true
+		case c < 'A' || c > 'Z' || i >= maxMethod:
+			return MatchNo
 		}
 	}
-	if more {
-		return MatchMore
-	}
-	return MatchNo
+	return MatchMore
 }
 
 // sniffer serves several protocols on one listener: it reads a connection's
@@ -98,16 +102,14 @@ func (s *sniffer) sniff(conn net.Conn) (int, []byte, error) {
 		n, err := conn.Read(buf[len(buf):MaxSniff])
 		buf = buf[:len(buf)+n]
 		if n > 0 {
-			undecided := false
-			for i, m := range s.matchers {
-				switch m.Match(buf) {
-				case MatchYes:
-					return i, buf, nil
-				case MatchMore:
-					undecided = true
-				}
-			}
-			if !undecided {
+			// The first protocol, in config order, that does not say no
+			// decides: a later one's yes waits until every earlier one
+			// has said no.
+			i, m := firstMatch(s.matchers, buf)
+			switch m {
+			case MatchYes:
+				return i, buf, nil
+			case MatchNo:
 				return 0, nil, errNoProtocol
 			}
 		}
@@ -116,6 +118,17 @@ func (s *sniffer) sniff(conn net.Conn) (int, []byte, error) {
 		}
 	}
 	return 0, nil, errNoProtocol
+}
+
+// firstMatch returns the first matcher that does not say no to prefix and
+// its verdict, or MatchNo when all do.
+func firstMatch(ms []Matcher, prefix []byte) (int, Match) {
+	for i, m := range ms {
+		if v := m.Match(prefix); v != MatchNo {
+			return i, v
+		}
+	}
+	return 0, MatchNo
 }
 
 func (s *sniffer) Shutdown(ctx context.Context) error {

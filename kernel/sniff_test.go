@@ -55,6 +55,7 @@ func TestSnifferRoutesByFirstBytes(t *testing.T) {
 		{"http2 preface split", []string{"PRI * HTTP/2.0\r\n", "\r\nSM\r\n\r\nframes"}, h2},
 		{"http1 post", []string{"POST /a.B/C HTTP/1.1\r\n"}, h1},
 		{"http1 options split", []string{"OPT", "IONS / HTTP/1.1\r\n"}, h1},
+		{"http1 any method", []string{"DELETE /a.B/C HTTP/1.1\r\n"}, h1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +95,8 @@ func TestSnifferClosesUnknownAndSilentConnections(t *testing.T) {
 		{"bad after a matching start", "\xa7AXQ"},
 		{"silent", ""},
 		{"too long undecided", "POS"}, // then silent: undecided until the deadline
+		{"lower-case method", "post / HTTP/1.1\r\n"},
+		{"http2 preface to an http1-only listener", "PRI * HTTP/2.0\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,5 +119,38 @@ func TestSnifferClosesUnknownAndSilentConnections(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// yesAfter says yes to any prefix of at least n bytes.
+type yesAfter int
+
+func (n yesAfter) Match(p []byte) Match {
+	if len(p) >= int(n) {
+		return MatchYes
+	}
+	return MatchMore
+}
+
+// TestSnifferConfigOrder: a protocol's yes waits while an earlier one in
+// the listener's list still says "more".
+func TestSnifferConfigOrder(t *testing.T) {
+	tests := []struct {
+		name  string
+		ms    []Matcher
+		input string
+		want  int
+		verd  Match
+	}{
+		{"earlier undecided holds a later yes", []Matcher{prefixMatcher("ABCD"), yesAfter(1)}, "AB", 0, MatchMore},
+		{"earlier yes", []Matcher{prefixMatcher("ABCD"), yesAfter(1)}, "ABCD", 0, MatchYes},
+		{"earlier no lets a later yes through", []Matcher{prefixMatcher("ABCD"), yesAfter(1)}, "ABX", 1, MatchYes},
+		{"all no", []Matcher{prefixMatcher("ABCD"), prefixMatcher("XY")}, "Q", 0, MatchNo},
+	}
+	for _, tt := range tests {
+		i, v := firstMatch(tt.ms, []byte(tt.input))
+		if v != tt.verd || (v != MatchNo && i != tt.want) {
+			t.Errorf("%s: firstMatch(%q) = %d, %v; want %d, %v", tt.name, tt.input, i, v, tt.want, tt.verd)
+		}
 	}
 }

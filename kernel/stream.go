@@ -116,10 +116,7 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 		return r.stream(stream)
 	}
 	req := r.Method.NewRequest()
-	if err := stream.RecvMsg(req); err != nil {
-		if err == io.EOF {
-			return status.Errorf(status.Internal, "%s: the client sent no request message", r.Method.FullName)
-		}
+	if err := recvOnly(stream, req, r.Method.FullName, r.Method.NewRequest); err != nil {
 		return err
 	}
 	resp, err := r.handle(stream.Context(), req)
@@ -127,6 +124,27 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 		return err
 	}
 	return stream.SendMsg(resp)
+}
+
+// recvOnly reads the one request message of a unary or server-streaming
+// call into m and checks that the client then half-closed. A call with no
+// request message or more than one violates the method's cardinality, which
+// gRPC answers with UNIMPLEMENTED.
+func recvOnly(s ServerStream, m any, method string, newMsg func() any) error {
+	if err := s.RecvMsg(m); err != nil {
+		if err == io.EOF {
+			return status.Errorf(status.Unimplemented, "%s takes exactly one request message, and the client sent none", method)
+		}
+		return err
+	}
+	switch err := s.RecvMsg(newMsg()); err {
+	case io.EOF:
+		return nil
+	case nil:
+		return status.Errorf(status.Unimplemented, "%s takes exactly one request message, and the client sent more", method)
+	default:
+		return err
+	}
 }
 
 // ServerStreamingServer is the typed server side of a server-streaming call.
@@ -174,10 +192,7 @@ func ServerStreaming[Req, Resp any](name string, h func(*Req, ServerStreamingSer
 		NewResponse: func() any { return new(Resp) },
 		Stream: func(s ServerStream) error {
 			req := new(Req)
-			if err := s.RecvMsg(req); err != nil {
-				if err == io.EOF {
-					return status.Errorf(status.Internal, "%s: the client sent no request message", name)
-				}
+			if err := recvOnly(s, req, name, func() any { return new(Req) }); err != nil {
 				return err
 			}
 			return h(req, ServerStreamingServer[Resp]{s})
