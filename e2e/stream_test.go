@@ -371,7 +371,8 @@ func TestStreamMetadata(t *testing.T) {
 	srv := startStreamServer(t, srvConf{})
 	c := newClient(t, srv.addr, 1)
 	ctx := metadata.NewOutgoingContext(testCtx(t), metadata.New("k", "1"))
-	st, err := kernel.OpenServerStream[req, resp](ctx, c, sCount, &req{Text: "3"})
+	var hOpt, tOpt metadata.MD
+	st, err := kernel.OpenServerStream[req, resp](ctx, c, sCount, &req{Text: "3"}, kernel.Header(&hOpt), kernel.Trailer(&tOpt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,6 +389,10 @@ func TestStreamMetadata(t *testing.T) {
 	}
 	if tr := st.Trailer(); tr.Get("t") != "v" || tr.Get("count") != "3" {
 		t.Fatalf("trailer %v", tr)
+	}
+	// The call options' destinations are filled when the call has ended.
+	if hOpt.Get("h") != "v" || tOpt.Get("count") != "3" {
+		t.Fatalf("kernel.Header gave %v, kernel.Trailer %v", hOpt, tOpt)
 	}
 }
 

@@ -48,8 +48,8 @@ type cstream struct {
 	method     string
 	codec      kernel.Codec
 	schema     string       // the fingerprint this stream carried, if any
-	headerOut  *metadata.MD // kernel.Header's destination, or nil
-	trailerOut *metadata.MD // kernel.Trailer's destination, or nil
+	headerOut  *metadata.MD // kernel.Header's destination, or nil; filled when the call ends
+	trailerOut *metadata.MD // kernel.Trailer's destination, or nil; filled when the call ends
 	flow       flow
 	done       chan struct{} // closed when the call has ended for this side
 	gotHeader  chan struct{} // closed when the header has arrived
@@ -204,6 +204,12 @@ func (cs *cstream) finish(st *status.Error, trailer metadata.MD, keep bool) bool
 		return false
 	}
 	cs.ended, cs.st, cs.trailer = true, st, trailer
+	// kernel.Header and kernel.Trailer destinations are filled once, when
+	// the call ends, so that a caller reading them after RecvMsg returned
+	// its error does not race the connection's reader.
+	if cs.headerOut != nil && cs.hasHdr {
+		*cs.headerOut = cs.header
+	}
 	if cs.trailerOut != nil && trailer != nil {
 		*cs.trailerOut = trailer
 	}
@@ -262,9 +268,6 @@ func (cs *cstream) setHeader(md metadata.MD) {
 		return
 	}
 	cs.header, cs.hasHdr = md, true
-	if cs.headerOut != nil {
-		*cs.headerOut = md
-	}
 	close(cs.gotHeader)
 }
 

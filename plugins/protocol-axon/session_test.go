@@ -304,7 +304,10 @@ func TestStreamClientLimits(t *testing.T) {
 			if h.flags&flagStream == 0 {
 				t.Fatalf("stream HEADERS without the stream flag: flags %#x", h.flags)
 			}
+			// Nothing is read until the session has cancelled the stream,
+			// so no WINDOW_UPDATE gives the server more room.
 			p.write(tt.frames(1))
+			p.expect(frameCancel, 1)
 			var got string
 			for {
 				if err = cs.RecvMsg(&got); err != nil {
@@ -314,7 +317,6 @@ func TestStreamClientLimits(t *testing.T) {
 			if status.CodeOf(err) != status.ResourceExhausted {
 				t.Fatalf("RecvMsg: %v, want RESOURCE_EXHAUSTED", err)
 			}
-			p.expect(frameCancel, 1)
 			p.write(trailers(1, status.Canceled))
 			r := invoke(context.Background(), s, "after")
 			p.expect(frameHeaders, 2)
