@@ -6,7 +6,7 @@ PROTOS := examples/echo/echo.proto $(sort $(wildcard plugins/codec-binary/intern
 # Where generated files go; scripts/test.sh generates elsewhere and compares.
 GEN_OUT ?= .
 
-.PHONY: generate test demo swap-demo
+.PHONY: generate test interop demo swap-demo
 generate:
 	go build -o bin/protoc-gen-axon ./cmd/protoc-gen-axon
 	@for p in $(PROTOS); do \
@@ -19,6 +19,9 @@ generate:
 
 test:
 	bash scripts/test.sh
+
+interop:
+	bash scripts/interop.sh
 
 demo:
 	bash scripts/demo.sh
