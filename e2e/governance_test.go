@@ -285,6 +285,25 @@ func TestRetryAmplificationWithinBudget(t *testing.T) {
 	}
 }
 
+// TestRetryIdempotentCallOption: a method not listed as idempotent is
+// retried when the call says it is (kernel.Idempotent), and only then.
+func TestRetryIdempotentCallOption(t *testing.T) {
+	back := startGov(t, "back", "")
+	back.failing.Store(true)
+	cl := buildClient(t, clientYAML([]string{instance(back, "")},
+		"  interceptors: [{use: retry, options: {max_attempts: 3, initial_backoff: 100us}}]\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	say(ctx, cl, mEcho, "x")
+	if n := back.calls.Load(); n != 1 {
+		t.Fatalf("a call not marked idempotent made %d attempts", n)
+	}
+	say(ctx, cl, mEcho, "x", kernel.Idempotent())
+	if n := back.calls.Load() - 1; n != 3 {
+		t.Fatalf("a call marked idempotent made %d attempts, want 3", n)
+	}
+}
+
 // TestRetryNotRepeatedByNextHop: a retried call's handler calls on with its
 // incoming context; the next hop's retry interceptor does not retry.
 func TestRetryNotRepeatedByNextHop(t *testing.T) {

@@ -28,6 +28,10 @@ type ClientCall struct {
 	// SchemaCodec, sent so that the server can check it (see SchemaKey).
 	Schema string
 
+	// Idempotent says the call is safe to send again after it may have
+	// run (see Idempotent).
+	Idempotent bool
+
 	req, resp any // message samples for Schema, from StreamTypes
 
 	pick  PickInfo      // what the balancer and router see
@@ -42,6 +46,27 @@ func Header(md *metadata.MD) CallOption { return func(c *ClientCall) { c.Header 
 
 // Trailer stores the trailer metadata of the call in md.
 func Trailer(md *metadata.MD) CallOption { return func(c *ClientCall) { c.Trailer = md } }
+
+// Idempotent marks a call as safe to send again after it may have run, so
+// that a retry interceptor may retry it; generated clients can pass it for
+// methods whose idempotency_level is IDEMPOTENT or NO_SIDE_EFFECTS.
+func Idempotent() CallOption { return markIdempotent }
+
+func markIdempotent(c *ClientCall) { c.Idempotent = true }
+
+// IsIdempotent reports whether the call whose context is ctx (inside a
+// client interceptor) was made with the Idempotent option.
+func IsIdempotent(ctx context.Context) bool {
+	opts, ok := ctx.Value(optsKey{}).([]CallOption)
+	if !ok {
+		return false
+	}
+	var c ClientCall
+	for _, o := range opts {
+		o(&c)
+	}
+	return c.Idempotent
+}
 
 // ClientOptions configure a Client. Target, Protocol, Codec and a transport
 // for each scheme the target resolves to are required.

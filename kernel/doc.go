@@ -14,5 +14,9 @@
 //   - Protocol: framing and dispatch on a connection (the native Axon protocol, later gRPC).
 //   - Codec: marshal and unmarshal messages by content subtype.
 //   - Resolver and Registry: find and publish a service's endpoints.
-//   - Interceptor: unary middleware on the server and the client side.
+//   - Interceptor: unary and stream middleware on the server and the client
+//     side; its Guard side sees each client attempt once its endpoint is
+//     picked (a circuit breaker).
+//   - Balancer: picks an endpoint per call (round robin by default).
+//   - Router: narrows the endpoints a call may use (routing rules).
 package kernel

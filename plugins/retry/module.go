@@ -44,8 +44,9 @@ type Config struct {
 	// IdempotentMethods lists the methods that may be retried after they
 	// may have run: full names ("/pkg.Service/Method") or a service with
 	// "/*" ("/pkg.Service/*"). A call can also be marked with
-	// retry.Idempotent(ctx). Other calls are retried only when the server
-	// refused them before running them.
+	// retry.Idempotent(ctx) or the call option kernel.Idempotent(). Other
+	// calls are retried only when the server refused them before running
+	// them.
 	IdempotentMethods []string `yaml:"idempotent_methods"`
 	// BudgetRatio is the most retries as a fraction of calls (default
 	// 0.2).

@@ -68,8 +68,10 @@ func (r *Retrier) idempotent(ctx context.Context, method string) bool {
 			return true
 		}
 	}
-	v, _ := ctx.Value(idempotentKey{}).(bool)
-	return v
+	if v, _ := ctx.Value(idempotentKey{}).(bool); v {
+		return true
+	}
+	return kernel.IsIdempotent(ctx)
 }
 
 // Intercept is the unary client interceptor.
