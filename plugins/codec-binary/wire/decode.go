@@ -63,8 +63,8 @@ func Unmarshal(src []byte, m Message, o Options) error {
 	d := decoderPool.Get().(*Decoder)
 	d.reset(src, o)
 	err := m.AxonDecode(d)
-	if err == nil && len(d.b) != 0 {
-		d.fail(fmt.Sprintf("%d bytes after the end of the message", len(d.b)))
+	if left := d.left(); err == nil && left != 0 {
+		d.fail(fmt.Sprintf("%d bytes after the end of the message", left))
 		err = d.err
 	}
 	if err != nil {
@@ -117,9 +117,13 @@ func (e *DecodeError) Error() string {
 // Decoder reads a body. Its methods check every length against the bytes
 // left. The first error is kept and later reads return zero values, so
 // generated code checks the error once per message (Leave).
+//
+// It reads at an offset into the input rather than re-slicing it: a read
+// then stores an integer, not a pointer, into the (heap-allocated) Decoder,
+// so it costs no write barrier while the garbage collector runs.
 type Decoder struct {
-	b       []byte // unread input
-	size    int    // length of the whole input
+	b       []byte // the whole input
+	i       int    // offset of the first unread byte
 	depth   int    // nesting levels left
 	strings Strings
 	chunk   []byte // Arena: the chunk strings are copied to
@@ -130,7 +134,7 @@ type Decoder struct {
 // is already empty (release), and assigning the whole struct costs a bulk
 // write barrier while the garbage collector runs.
 func (d *Decoder) reset(src []byte, o Options) {
-	d.b, d.size, d.depth, d.strings = src, len(src), o.MaxDepth, o.Strings
+	d.b, d.i, d.depth, d.strings = src, 0, o.MaxDepth, o.Strings
 	if d.depth <= 0 {
 		d.depth = DefaultMaxDepth
 	}
@@ -143,15 +147,19 @@ func (d *Decoder) release() {
 	decoderPool.Put(d)
 }
 
-// fail records reason at the current offset and stops decoding.
-func (d *Decoder) fail(reason string) { d.failAt(len(d.b), reason) }
+// left returns the number of unread bytes.
+func (d *Decoder) left() int { return len(d.b) - d.i }
 
-// failAt records reason at the offset left bytes before the end.
-func (d *Decoder) failAt(left int, reason string) {
+// fail records reason at the current offset and stops decoding.
+func (d *Decoder) fail(reason string) { d.failAt(d.i, reason) }
+
+// failAt records reason at offset and stops decoding: every later read
+// finds no bytes left.
+func (d *Decoder) failAt(offset int, reason string) {
 	if d.err == nil {
-		d.err = &DecodeError{Offset: d.size - left, Size: d.size, Reason: reason}
+		d.err = &DecodeError{Offset: offset, Size: len(d.b), Reason: reason}
 	}
-	d.b = nil
+	d.i = len(d.b)
 }
 
 // Invalid records that the input is malformed for reason.
@@ -183,19 +191,18 @@ func (d *Decoder) Leave(name string) error {
 
 // Byte reads one byte (a presence bitmap byte, a bool).
 func (d *Decoder) Byte() byte {
-	if len(d.b) == 0 {
-		d.fail("truncated")
-		return 0
+	if i := d.i; i < len(d.b) {
+		d.i = i + 1
+		return d.b[i]
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
+	d.fail("truncated")
+	return 0
 }
 
 // Bool reads a byte that must be 0 or 1.
 func (d *Decoder) Bool() bool {
-	if len(d.b) > 0 && d.b[0] > 1 {
-		d.fail(fmt.Sprintf("bool byte %#x is neither 0 nor 1", d.b[0]))
+	if i := d.i; i < len(d.b) && d.b[i] > 1 {
+		d.fail(fmt.Sprintf("bool byte %#x is neither 0 nor 1", d.b[i]))
 		return false
 	}
 	return d.Byte() == 1
@@ -203,9 +210,9 @@ func (d *Decoder) Bool() bool {
 
 // Uvarint reads a varint of at most 10 bytes.
 func (d *Decoder) Uvarint() uint64 {
-	if len(d.b) > 0 {
-		if c := d.b[0]; c < 0x80 {
-			d.b = d.b[1:]
+	if i := d.i; i < len(d.b) {
+		if c := d.b[i]; c < 0x80 {
+			d.i = i + 1
 			return uint64(c)
 		}
 	}
@@ -213,7 +220,8 @@ func (d *Decoder) Uvarint() uint64 {
 }
 
 func (d *Decoder) uvarintSlow() uint64 {
-	if b := d.b; len(b) >= 10 {
+	b := d.b[d.i:]
+	if len(b) >= 10 {
 		// Enough bytes for any varint: no length check per byte.
 		var v uint64
 		for i, c := range b[:10] {
@@ -221,7 +229,7 @@ func (d *Decoder) uvarintSlow() uint64 {
 				if i == 9 && c > 1 {
 					break
 				}
-				d.b = b[i+1:]
+				d.i += i + 1
 				return v | uint64(c)<<(7*i)
 			}
 			v |= uint64(c&0x7f) << (7 * i)
@@ -229,7 +237,7 @@ func (d *Decoder) uvarintSlow() uint64 {
 		d.fail("varint overflows 64 bits")
 		return 0
 	}
-	v, n := binary.Uvarint(d.b)
+	v, n := binary.Uvarint(b)
 	if n <= 0 {
 		if n == 0 {
 			d.fail("truncated varint")
@@ -238,15 +246,17 @@ func (d *Decoder) uvarintSlow() uint64 {
 		}
 		return 0
 	}
-	d.b = d.b[n:]
+	d.i += n
 	return v
 }
 
 // Uvarint32 reads a varint that must fit 32 bits.
 func (d *Decoder) Uvarint32() uint32 {
-	if b := d.b; len(b) > 0 && b[0] < 0x80 {
-		d.b = b[1:]
-		return uint32(b[0])
+	if i := d.i; i < len(d.b) {
+		if c := d.b[i]; c < 0x80 {
+			d.i = i + 1
+			return uint32(c)
+		}
 	}
 	return d.uvarint32Slow()
 }
@@ -274,24 +284,24 @@ func (d *Decoder) Zigzag32() int32 {
 
 // Fixed32 reads 4 bytes, little endian.
 func (d *Decoder) Fixed32() uint32 {
-	if len(d.b) < 4 {
+	i := d.i
+	if len(d.b)-i < 4 {
 		d.fail("truncated fixed32")
 		return 0
 	}
-	v := binary.LittleEndian.Uint32(d.b)
-	d.b = d.b[4:]
-	return v
+	d.i = i + 4
+	return binary.LittleEndian.Uint32(d.b[i:])
 }
 
 // Fixed64 reads 8 bytes, little endian.
 func (d *Decoder) Fixed64() uint64 {
-	if len(d.b) < 8 {
+	i := d.i
+	if len(d.b)-i < 8 {
 		d.fail("truncated fixed64")
 		return 0
 	}
-	v := binary.LittleEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
+	d.i = i + 8
+	return binary.LittleEndian.Uint64(d.b[i:])
 }
 
 // Float reads a 4-byte IEEE 754 float.
@@ -308,8 +318,8 @@ func (d *Decoder) Count(minSize int) int {
 	if d.err != nil {
 		return 0
 	}
-	if n > uint64(len(d.b)/minSize) {
-		d.fail(fmt.Sprintf("count %d exceeds what the %d bytes left can hold", n, len(d.b)))
+	if left := d.left(); n > uint64(left/minSize) {
+		d.fail(fmt.Sprintf("count %d exceeds what the %d bytes left can hold", n, left))
 		return 0
 	}
 	return int(n)
@@ -327,20 +337,21 @@ func (d *Decoder) OneofCase(name string, n int) int {
 }
 
 // raw reads a length-prefixed byte string. p aliases the input with its
-// capacity capped; tail is the input from p's first byte on.
-func (d *Decoder) raw(what string) (p, tail []byte) {
+// capacity capped; start is the offset of its first byte.
+func (d *Decoder) raw(what string) (p []byte, start int) {
 	n := d.Uvarint()
-	if n > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("%s length %d exceeds the %d bytes left", what, n, len(d.b)))
-		return nil, nil
+	start = d.i
+	if left := d.left(); n > uint64(left) {
+		d.fail(fmt.Sprintf("%s length %d exceeds the %d bytes left", what, n, left))
+		return nil, start
 	}
-	tail = d.b
-	d.b = d.b[n:]
-	return tail[:n:n], tail
+	d.i = start + int(n)
+	return d.b[start:d.i:d.i], start
 }
 
-// own returns p, read from tail, with the ownership d.strings asks for.
-func (d *Decoder) own(p, tail []byte) []byte {
+// own returns p, read at offset start, with the ownership d.strings asks
+// for.
+func (d *Decoder) own(p []byte, start int) []byte {
 	switch d.strings {
 	case Alias:
 		return p
@@ -350,7 +361,7 @@ func (d *Decoder) own(p, tail []byte) []byte {
 	if len(p) > cap(d.chunk)-len(d.chunk) {
 		// Strings are at most what is left of the input: never allocate
 		// more than that.
-		size := min(max(2*cap(d.chunk), firstChunk), len(tail))
+		size := min(max(2*cap(d.chunk), firstChunk), len(d.b)-start)
 		if len(p) > size/2 {
 			return clone(p) // its own allocation
 		}
@@ -373,32 +384,32 @@ const firstChunk = 128
 
 // Str reads a string, which must be valid UTF-8.
 func (d *Decoder) Str() string {
-	p, tail := d.raw("string")
+	p, start := d.raw("string")
 	if len(p) == 0 {
 		return ""
 	}
 	if !utf8.Valid(p) {
-		d.failAt(len(tail), "string is not valid UTF-8")
+		d.failAt(start, "string is not valid UTF-8")
 		return ""
 	}
 	if d.strings == Copy {
 		return string(p)
 	}
-	p = d.own(p, tail)
+	p = d.own(p, start)
 	return unsafe.String(&p[0], len(p))
 }
 
 // Bytes reads a bytes field; it is never nil, so that an explicitly present
 // empty value stays present.
 func (d *Decoder) Bytes() []byte {
-	p, tail := d.raw("bytes")
+	p, start := d.raw("bytes")
 	if d.err != nil {
 		return nil
 	}
 	if len(p) == 0 {
 		return []byte{}
 	}
-	return d.own(p, tail)
+	return d.own(p, start)
 }
 
 // Timestamp reads a timestamp written by AppendTimestamp.
@@ -418,7 +429,7 @@ func (d *Decoder) Duration() *durationpb.Duration {
 // Proto reads a length-prefixed Protocol Buffers message into m, within the
 // nesting limit left.
 func (d *Decoder) Proto(m proto.Message) {
-	p, tail := d.raw("proto message")
+	p, start := d.raw("proto message")
 	if d.err != nil {
 		return
 	}
@@ -427,6 +438,6 @@ func (d *Decoder) Proto(m proto.Message) {
 		return
 	}
 	if err := (proto.UnmarshalOptions{RecursionLimit: d.depth}).Unmarshal(p, m); err != nil {
-		d.failAt(len(tail), err.Error())
+		d.failAt(start, err.Error())
 	}
 }
