@@ -27,6 +27,21 @@ func (s *session) schemaDueLocked(call *kernel.ClientCall) bool {
 	return true
 }
 
+// schemaLost reports whether a call that carried its schema fingerprint
+// failed in a way that may mean the server never read its HEADERS: it was
+// refused, its connection failed, or its header block was over the
+// server's limit. Any other failure left the fingerprint recorded.
+func schemaLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch status.CodeOf(err) {
+	case status.Unavailable, status.ResourceExhausted:
+		return true
+	}
+	return status.IsRefused(err)
+}
+
 // forgetSchema makes the next call of method carry schema again.
 func (s *session) forgetSchema(method, schema string) {
 	s.mu.Lock()
@@ -218,7 +233,7 @@ func (cs *cstream) finish(st *status.Error, trailer metadata.MD, keep bool) bool
 	var ferr error = io.EOF
 	if st != nil {
 		ferr = st
-		if cs.schema != "" {
+		if cs.schema != "" && schemaLost(st) {
 			cs.s.forgetSchema(cs.method, cs.schema)
 		}
 	}

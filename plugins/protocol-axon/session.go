@@ -220,10 +220,10 @@ func (s *session) Invoke(ctx context.Context, call *kernel.ClientCall, req, resp
 		return append(b, out...)
 	})
 	if carried {
-		// A call that carried the schema and failed (perhaps before the
-		// server read it) makes the next call of the method carry it again.
+		// A call that carried the schema and failed before the server
+		// read it makes the next call of the method carry it again.
 		defer func() {
-			if rerr != nil {
+			if schemaLost(rerr) {
 				s.forgetSchema(call.Method, call.Schema)
 			}
 		}()
