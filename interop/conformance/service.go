@@ -331,7 +331,8 @@ func sleep(ctx context.Context, ms uint32) error {
 
 // callError returns the status error e describes, with info (when not nil)
 // appended to e's details. The details go in the DetailsTrailer of the call
-// in ctx.
+// in ctx. An error with no code (CODE_UNSPECIFIED) is UNKNOWN: a status
+// error must not read as OK.
 func callError(ctx context.Context, e *v1.Error, info *v1.ConformancePayload_RequestInfo) error {
 	details := e.GetDetails()
 	if info != nil {
@@ -342,6 +343,9 @@ func callError(ctx context.Context, e *v1.Error, info *v1.ConformancePayload_Req
 		details = append(details[:len(details):len(details)], a)
 	}
 	code := status.Code(e.GetCode())
+	if code == status.OK {
+		code = status.Unknown
+	}
 	if len(details) > 0 {
 		b, err := statusProto(code, e.GetMessage(), details)
 		if err != nil {

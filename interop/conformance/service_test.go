@@ -220,6 +220,9 @@ func TestUnary(t *testing.T) {
 		{name: "error without message", method: mUnary, code: status.Internal, def: &v1.UnaryResponseDefinition{
 			Response: &v1.UnaryResponseDefinition_Error{Error: &v1.Error{Code: v1.Code_CODE_INTERNAL}},
 		}},
+		{name: "error without code", method: mUnary, code: status.Unknown, msg: "what", def: &v1.UnaryResponseDefinition{
+			Response: &v1.UnaryResponseDefinition_Error{Error: &v1.Error{Message: proto.String("what")}},
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
