@@ -198,6 +198,10 @@ func (f *fixture) sum(s kernel.ClientStreamingServer[wrapperspb.Int32Value, wrap
 		if err != nil {
 			return err
 		}
+		if m.Value < 0 {
+			// Fails before reading the rest of the request.
+			return status.New(status.InvalidArgument, "negative")
+		}
 		total += m.Value
 	}
 }
@@ -214,6 +218,10 @@ func (f *fixture) chat(s kernel.BidiStreamingServer[wrapperspb.StringValue, wrap
 		}
 		if err != nil {
 			return err
+		}
+		if m.Value == "stop" {
+			// Fails after answering, before reading the rest.
+			return status.New(status.InvalidArgument, "stopped")
 		}
 		if err := s.Send(wrapperspb.String("re: " + m.Value)); err != nil {
 			return err

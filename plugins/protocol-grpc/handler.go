@@ -2,6 +2,7 @@ package grpc
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -102,11 +103,6 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	if a, ok := r.Context().Value(peerKey{}).(net.Addr); ok {
 		s.call.Peer = a
 	}
-	if r.ProtoMajor < 2 {
-		// HTTP/1.1 (gRPC-Web): keep reading requests after the first
-		// response bytes, for streams.
-		http.NewResponseController(w).EnableFullDuplex()
-	}
 	ctx := r.Context()
 	route, md, err := h.prepare(r, s)
 	if err != nil {
@@ -123,12 +119,63 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	s.call.Method = route.Method
 	ctx = metadata.NewIncomingContext(ctx, md)
 	s.ctx = kernel.NewCallContext(ctx, &s.call)
+	fullDuplex := r.ProtoMajor < 2 && route.Method.ClientStreams
+	if fullDuplex {
+		// gRPC-Web over HTTP/1.1 with several request messages: let the
+		// handler read them after it has begun to answer. Methods that take
+		// one message read the body to its end before answering (see
+		// RecvMsg), so they need no full duplex.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
 	err = h.d.HandleStream(route, s)
 	if err == nil && s.ctx.Err() != nil {
 		// The deadline passed or the client went away: the result is moot.
 		err = s.ctx.Err()
 	}
+	if !fullDuplex {
+		s.finish(err)
+		return
+	}
+	// The request body must reach its end before the connection carries
+	// the next request: net/http would otherwise finish it in the
+	// background while it reads the next request (golang/go#68560).
+	if !s.started() {
+		if !h.drain(r) {
+			w.Header().Set("Connection", "close")
+		}
+		s.finish(err)
+		return
+	}
 	s.finish(err)
+	if !h.drain(r) {
+		closeAfter(w)
+	}
+}
+
+// drain reads what is left of a request body; it reports false when more
+// than drainLimit bytes (or max_message, if larger) are left, or the body
+// fails.
+func (h *handler) drain(r *http.Request) bool {
+	limit := max(int64(h.maxMessage)+prefixLen, drainLimit)
+	n, err := io.CopyN(io.Discard, r.Body, limit+1)
+	return err == io.EOF && n <= limit
+}
+
+// drainLimit is the least drain reads: net/http's own bound on discarding
+// an unread body.
+const drainLimit = 256 << 10
+
+// closeAfter ends a chunked HTTP/1.1 response whose request body could not
+// be drained and closes its connection, so no other request is read from
+// it.
+func closeAfter(w http.ResponseWriter) {
+	conn, bw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	bw.WriteString("0\r\n\r\n") // the last chunk, with no trailers
+	bw.Flush()
+	conn.Close()
 }
 
 // prepare checks everything a call needs before its handler runs: the

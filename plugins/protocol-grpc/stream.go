@@ -38,6 +38,7 @@ type stream struct {
 	reqGzip, respGzip bool
 
 	recvBuf, unzipBuf []byte // receiver's
+	recvd             bool   // the one message of a unary or server-streaming call was read
 
 	mu          sync.Mutex
 	wroteHeader bool
@@ -68,6 +69,13 @@ func (s *stream) SendHeader(md metadata.MD) error {
 	}
 	s.writeHeader()
 	return s.flush()
+}
+
+// started reports whether the response has begun.
+func (s *stream) started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wroteHeader
 }
 
 // writeHeader sends the response header: content type, encodings, and the
@@ -164,8 +172,39 @@ func (s *stream) write(b []byte) error {
 
 // RecvMsg implements kernel.ServerStream. A message above max_message fails
 // with RESOURCE_EXHAUSTED before anything is allocated for it; so does one
-// whose decompressed size exceeds it.
+// whose decompressed size exceeds it. For a method that takes one request
+// message (unary, server streaming), the first RecvMsg also reads the end
+// of the request and fails with UNIMPLEMENTED when there is no message or
+// more than one, as gRPC's status code guide says; later calls return
+// io.EOF.
 func (s *stream) RecvMsg(m any) error {
+	if s.call.Method.ClientStreams {
+		return s.recv(m)
+	}
+	if s.recvd {
+		return io.EOF
+	}
+	s.recvd = true
+	switch err := s.recv(m); err {
+	case nil:
+	case io.EOF:
+		return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent none", s.call.Method.FullName)
+	default:
+		return err
+	}
+	var one [1]byte
+	switch _, err := io.ReadFull(s.body, one[:]); err {
+	case io.EOF:
+		return nil
+	case nil:
+		return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent more", s.call.Method.FullName)
+	default:
+		return s.readErr(err)
+	}
+}
+
+// recv reads and decodes the next request message.
+func (s *stream) recv(m any) error {
 	var hdr [prefixLen]byte
 	if _, err := io.ReadFull(s.body, hdr[:]); err != nil {
 		if err == io.EOF {

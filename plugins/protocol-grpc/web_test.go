@@ -3,13 +3,16 @@ package grpc_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/axonrpc/axon/kernel"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 )
 
@@ -358,6 +362,121 @@ func TestCORS(t *testing.T) {
 			}
 			if tc.check != nil {
 				tc.check(t, res.Header)
+			}
+		})
+	}
+}
+
+func TestCardinality(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	one := frame(0, marshal(t, wrapperspb.Int32(1)))
+	oneString := frame(0, marshal(t, wrapperspb.String("x")))
+	web := connReuse(t)
+	for _, tc := range []struct {
+		name   string
+		method string
+		body   []byte
+		status string
+	}{
+		{"unary, one message", mEcho, oneString, "0"},
+		{"unary, no message", mEcho, nil, "12"},
+		{"unary, two messages", mEcho, append(append([]byte(nil), oneString...), oneString...), "12"},
+		{"server stream, one message", mCount, one, "0"},
+		{"server stream, no message", mCount, nil, "12"},
+		{"server stream, two messages", mCount, append(append([]byte(nil), one...), one...), "12"},
+	} {
+		for _, p := range []struct {
+			name   string
+			client *http.Client
+			ctype  string
+		}{{"grpc", h2cClient(), "application/grpc"}, {"grpc-web http1", web.client, "application/grpc-web"}} {
+			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
+				res, body := rawCall(t, p.client, "POST", "http://"+f.addr+tc.method, http.Header{"Content-Type": {p.ctype}}, tc.body)
+				got := res.Header.Get("Grpc-Status") + res.Trailer.Get("Grpc-Status")
+				if _, tr := readFrames(t, body); tr != nil {
+					got += tr.Get("grpc-status")
+				}
+				if got != tc.status {
+					t.Errorf("grpc-status %q, want %q", got, tc.status)
+				}
+			})
+		}
+	}
+	if web.conns() != 1 {
+		t.Errorf("gRPC-Web HTTP/1.1 calls used %d connections, want 1 (keep-alive)", web.conns())
+	}
+}
+
+// reuseClient is an HTTP/1.1 client that counts the connections it opens.
+type reuseClient struct {
+	client *http.Client
+	opened *atomic.Int32
+}
+
+func (c reuseClient) conns() int { return int(c.opened.Load()) }
+
+func connReuse(t *testing.T) reuseClient {
+	var n atomic.Int32
+	var p http.Protocols
+	p.SetHTTP1(true)
+	tr := &http.Transport{Protocols: &p, MaxConnsPerHost: 1, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return reuseClient{client: &http.Client{Transport: tr}, opened: &n}
+}
+
+// TestHTTP1KeepAlive checks that a gRPC-Web call with several request
+// messages whose handler fails before reading them all leaves its HTTP/1.1
+// connection fit for the next call, or closes it when too much is left to
+// discard: before the response when nothing was sent yet, after it
+// otherwise.
+func TestHTTP1KeepAlive(t *testing.T) {
+	f := newFixture(t, fixtureOpts{limits: kernel.Limits{MaxMessage: 64 << 10}})
+	num := func(v int32) []byte { return frame(0, marshal(t, wrapperspb.Int32(v))) }
+	str := func(v string) []byte { return frame(0, marshal(t, wrapperspb.String(v))) }
+	pad := str(strings.Repeat("p", 60<<10))
+	body := func(first []byte, pads int) []byte {
+		b := append([]byte(nil), first...)
+		for range pads {
+			b = append(b, pad...)
+		}
+		return b
+	}
+	h := http.Header{"Content-Type": {"application/grpc-web"}}
+	for _, tc := range []struct {
+		name   string
+		method string
+		good   []byte
+		bad    []byte
+		conns  int // after a good call, the bad one and a good one
+	}{
+		{"failed before answering, little unread", mSum, num(1), body(append(num(5), num(-1)...), 3), 1},
+		{"failed before answering, too much unread", mSum, num(1), body(append(num(5), num(-1)...), 6), 2},
+		{"failed after answering, little unread", mChat, str("x"), body(append(str("a"), str("stop")...), 3), 1},
+		{"failed after answering, too much unread", mChat, str("x"), body(append(str("a"), str("stop")...), 6), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := connReuse(t)
+			for i, b := range [][]byte{tc.good, tc.bad, tc.good} {
+				res, out := rawCall(t, c.client, "POST", "http://"+f.addr+tc.method, h, b)
+				_, tr := readFrames(t, out)
+				st := res.Header.Get("Grpc-Status")
+				if tr != nil {
+					st = tr.Get("grpc-status")
+				}
+				want := "0"
+				if i == 1 {
+					want = "3"
+				}
+				if st != want {
+					t.Fatalf("call %d: grpc-status %q, want %q (%s %v %q)", i, st, want, res.Status, res.Header, out)
+				}
+			}
+			if c.conns() != tc.conns {
+				t.Errorf("%d connections, want %d", c.conns(), tc.conns)
 			}
 		})
 	}
