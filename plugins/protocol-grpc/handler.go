@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/metadata"
@@ -104,16 +105,15 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 		s.call.Peer = a
 	}
 	ctx := r.Context()
-	route, md, err := h.prepare(r, s)
+	route, md, timeout, err := h.prepare(r, s)
 	if err != nil {
 		s.ctx = ctx
 		s.finish(err)
 		return
 	}
-	if t := r.Header.Get("Grpc-Timeout"); t != "" {
-		d, _ := parseTimeout(t) // checked by prepare
+	if timeout > 0 {
 		var stop context.CancelFunc
-		ctx, stop = context.WithTimeout(ctx, d)
+		ctx, stop = context.WithTimeout(ctx, timeout)
 		defer stop()
 	}
 	s.call.Method = route.Method
@@ -180,17 +180,17 @@ func closeAfter(w http.ResponseWriter) {
 
 // prepare checks everything a call needs before its handler runs: the
 // route, the codec and its schema, the message encoding, the timeout and
-// the metadata.
-func (h *handler) prepare(r *http.Request, s *stream) (route *kernel.Route, md metadata.MD, err error) {
+// the metadata. A zero timeout means none.
+func (h *handler) prepare(r *http.Request, s *stream) (route *kernel.Route, md metadata.MD, timeout time.Duration, err error) {
 	path := r.URL.Path
 	if svc, m, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); !strings.HasPrefix(path, "/") || !ok || svc == "" || m == "" || strings.Contains(m, "/") {
-		return nil, nil, status.Errorf(status.Unimplemented, "malformed method name %q: want /package.Service/Method", path)
+		return nil, nil, 0, status.Errorf(status.Unimplemented, "malformed method name %q: want /package.Service/Method", path)
 	}
 	if route = h.d.Route(path); route == nil {
-		return nil, nil, kernel.UnknownMethod(path)
+		return nil, nil, 0, kernel.UnknownMethod(path)
 	}
 	if s.codec, err = h.d.Codec(s.ct.codec); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	switch enc := r.Header.Get("Grpc-Encoding"); enc {
 	case "", "identity":
@@ -198,24 +198,25 @@ func (h *handler) prepare(r *http.Request, s *stream) (route *kernel.Route, md m
 		// Answer in the encoding the client chose: it can decode it.
 		s.reqGzip, s.respGzip = true, true
 	default:
-		return nil, nil, status.Errorf(status.Unimplemented, "grpc-encoding %q is not supported (accepted: gzip, identity)", enc)
+		return nil, nil, 0, status.Errorf(status.Unimplemented, "grpc-encoding %q is not supported (accepted: gzip, identity)", enc)
 	}
 	if t := r.Header.Get("Grpc-Timeout"); t != "" {
-		if _, err := parseTimeout(t); err != nil {
-			return nil, nil, status.New(status.Internal, err.Error())
+		if timeout, err = parseTimeout(t); err != nil {
+			return nil, nil, 0, status.New(status.Internal, err.Error())
 		}
+		timeout = max(timeout, 1) // "0n" is a deadline already passed
 	}
 	md, size, err := incomingMD(r.Header)
 	if err != nil {
-		return nil, nil, status.New(status.Internal, err.Error())
+		return nil, nil, 0, status.New(status.Internal, err.Error())
 	}
 	if size > h.maxMetadata {
-		return nil, nil, status.Errorf(status.ResourceExhausted, "request metadata of %d bytes exceeds the limit of %d bytes", size, h.maxMetadata)
+		return nil, nil, 0, status.Errorf(status.ResourceExhausted, "request metadata of %d bytes exceeds the limit of %d bytes", size, h.maxMetadata)
 	}
 	if err := h.d.CheckSchema(route, s.codec, md.Get(kernel.SchemaKey)); err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return route, md, nil
+	return route, md, timeout, nil
 }
 
 // sameOrigin reports whether origin is the origin of the server r reached.

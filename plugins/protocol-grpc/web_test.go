@@ -279,11 +279,18 @@ func TestHTTPErrors(t *testing.T) {
 		{"unknown codec", h2cClient(), "POST", mEcho, "application/grpc+thrift", 200, "12"},
 		{"content type parameters", h2cClient(), "POST", mEcho, "application/grpc+proto; charset=utf-8", 200, ""},
 		{"unknown encoding", h2cClient(), "POST", mEcho, "application/grpc", 200, "12"},
+		{"malformed timeout", h2cClient(), "POST", mEcho, "application/grpc", 200, "13"},
+		{"malformed binary metadata", h2cClient(), "POST", mEcho, "application/grpc", 200, "13"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{"Content-Type": {tc.ctype}, "Te": {"trailers"}}
-			if tc.name == "unknown encoding" {
+			switch tc.name {
+			case "unknown encoding":
 				h.Set("Grpc-Encoding", "br")
+			case "malformed timeout":
+				h.Set("Grpc-Timeout", "1 second")
+			case "malformed binary metadata":
+				h.Set("X-Key-Bin", "not base64!")
 			}
 			res, body := rawCall(t, tc.client, tc.method, "http://"+f.addr+tc.path, h, req)
 			if res.StatusCode != tc.httpStatus {
