@@ -238,6 +238,9 @@ func TestMatch(t *testing.T) {
 		{"grpc-web", "POST / HTTP/1.1\r\n", kernel.MatchYes},
 		{"grpc-web", "OPTIONS / HTTP/1.1\r\n", kernel.MatchYes},
 		{"grpc-web", "P", kernel.MatchMore},
+		{"grpc-web", "DELETE /a.B/C HTTP/1.1\r\n", kernel.MatchYes},
+		{"grpc-web", "DEL", kernel.MatchMore},
+		{"grpc", "DELETE / HTTP/1.1\r\n", kernel.MatchNo},
 		{"grpc-web", "\xa7AXON", kernel.MatchNo},
 	} {
 		if got := grpcproto.New(tc.proto, grpcproto.DefaultConfig()).Match([]byte(tc.prefix)); got != tc.want {

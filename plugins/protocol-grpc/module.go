@@ -126,15 +126,24 @@ func (p *Protocol) NewSession(conn net.Conn, _ kernel.SessionOptions) (kernel.Se
 
 // Match implements kernel.Matcher, for listeners shared with other
 // protocols: "grpc" claims connections that open with the HTTP/2 preface;
-// "grpc-web" claims those and HTTP/1.x requests. Listed together, the first
+// "grpc-web" claims those and HTTP/1.x requests of any standard method (the
+// ones gRPC-Web does not use are answered 405). Listed together, the first
 // in the listener's protocols gets HTTP/2; either serves both kinds.
 func (p *Protocol) Match(prefix []byte) kernel.Match {
 	m := kernel.MatchPrefix(prefix, kernel.HTTP2Preface)
 	if p.name == "grpc" || m == kernel.MatchYes {
 		return m
 	}
-	return max(m, kernel.MatchHTTP1(prefix))
+	m = max(m, kernel.MatchHTTP1(prefix))
+	for _, method := range otherMethods {
+		m = max(m, kernel.MatchPrefix(prefix, method))
+	}
+	return m
 }
+
+// otherMethods are the HTTP/1.x request methods kernel.MatchHTTP1 leaves
+// out.
+var otherMethods = []string{"DELETE ", "PATCH ", "TRACE ", "CONNECT "}
 
 // Factory builds the protocol named "grpc".
 var Factory = kernel.NewFactory(kernel.KindProtocol, "grpc", DefaultConfig,

@@ -60,6 +60,13 @@ listen:
 	if err := dial(t, addr).Invoke(ctxT(t), mEcho, wrapperspb.String("a"), &out); err != nil || out.Value != "grpc:a" {
 		t.Errorf("grpc-go: %q, %v", out.Value, err)
 	}
+	// Any HTTP/1.x method reaches grpc-web through the sniffer, to be told
+	// that gRPC-Web calls are POST requests.
+	for _, m := range []string{"GET", "DELETE", "PATCH"} {
+		if res, _ := rawCall(t, h1Client(), m, "http://"+addr+mEcho, nil, nil); res.StatusCode != 405 {
+			t.Errorf("%s: HTTP %s, want 405", m, res.Status)
+		}
+	}
 	for _, tc := range []struct {
 		origin string
 		ok     bool
