@@ -349,7 +349,10 @@ func TestStreamShapes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.Send(&req{Text: "5 gone"})
+			if err := st.Send(&req{Text: "5 gone"}); err != nil {
+				t.Fatal(err)
+			}
+			st.CloseSend() // a server-streaming method waits for the half-close
 			for {
 				if _, err := st.Recv(); err != nil {
 					break

@@ -322,11 +322,11 @@ var errSendClosed = status.New(status.Internal, "protocol.axon: SendMsg after Cl
 // window for the stream is exhausted; once the call has ended it returns
 // io.EOF.
 func (cs *cstream) SendMsg(m any) error {
-	if cs.sendClosed {
-		return errSendClosed
-	}
 	if cs.hasEnded() {
 		return io.EOF
+	}
+	if cs.sendClosed {
+		return errSendClosed
 	}
 	buf := getBuf(0)
 	defer putBuf(buf)
