@@ -118,7 +118,8 @@ func (e *DecodeError) Error() string {
 // left. The first error is kept and later reads return zero values, so
 // generated code checks the error once per message (Leave).
 //
-// It reads at an offset into the input rather than re-slicing it: a read
+// It reads at an offset into the input rather than re-slicing it, and
+// fills an Arena chunk up to an offset rather than appending to it: a read
 // then stores an integer, not a pointer, into the (heap-allocated) Decoder,
 // so it costs no write barrier while the garbage collector runs.
 type Decoder struct {
@@ -126,7 +127,8 @@ type Decoder struct {
 	i       int    // offset of the first unread byte
 	depth   int    // nesting levels left
 	strings Strings
-	chunk   []byte // Arena: the chunk strings are copied to
+	chunk   []byte // Arena: the chunk strings are copied to (len == cap)
+	used    int    // bytes of chunk in use
 	err     *DecodeError
 }
 
@@ -143,7 +145,7 @@ func (d *Decoder) reset(src []byte, o Options) {
 // release returns d to the pool without references to the input, the arena
 // or an error.
 func (d *Decoder) release() {
-	d.b, d.chunk, d.err = nil, nil, nil
+	d.b, d.chunk, d.used, d.err = nil, nil, 0, nil
 	decoderPool.Put(d)
 }
 
@@ -358,18 +360,18 @@ func (d *Decoder) own(p []byte, start int) []byte {
 	case Copy:
 		return clone(p)
 	}
-	if len(p) > cap(d.chunk)-len(d.chunk) {
+	if len(p) > len(d.chunk)-d.used {
 		// Strings are at most what is left of the input: never allocate
 		// more than that.
-		size := min(max(2*cap(d.chunk), firstChunk), len(d.b)-start)
+		size := min(max(2*len(d.chunk), firstChunk), len(d.b)-start)
 		if len(p) > size/2 {
 			return clone(p) // its own allocation
 		}
-		d.chunk = make([]byte, 0, size)
+		d.chunk, d.used = make([]byte, size), 0
 	}
-	i := len(d.chunk)
-	d.chunk = append(d.chunk, p...)
-	return d.chunk[i : i+len(p) : i+len(p)]
+	i := d.used
+	d.used += copy(d.chunk[i:], p)
+	return d.chunk[i:d.used:d.used]
 }
 
 // clone returns a copy of p with len == cap.
