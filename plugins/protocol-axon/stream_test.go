@@ -141,7 +141,7 @@ type fixture struct {
 
 // start serves the test service with serverCodec and cfg, and returns a
 // client using clientCodec and cfg.
-func start(t *testing.T, cfg native.Config, serverCodec, clientCodec kernel.Codec) *fixture {
+func start(t testing.TB, cfg native.Config, serverCodec, clientCodec kernel.Codec) *fixture {
 	t.Helper()
 	f := &fixture{svc: &testService{flooded: make(chan int, 1)}, tr: &tcpTransport{}}
 	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{f.svc.desc()})
@@ -341,5 +341,31 @@ func TestStreamWindow(t *testing.T) {
 				t.Fatal("flood handler did not end")
 			}
 		})
+	}
+}
+
+// BenchmarkStreamPingPong measures one 1 KiB message each way on an open
+// bidirectional stream over TCP loopback (client and server in-process).
+func BenchmarkStreamPingPong(b *testing.B) {
+	f := start(b, native.DefaultConfig(), fpCodec{}, fpCodec{})
+	ctx := context.Background()
+	st, err := kernel.OpenBidiStream[msg, msg](ctx, f.client, "/t.S/Chat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &msg{S: strings.Repeat("p", 1024)}
+	b.SetBytes(2 * 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := st.Send(m); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st.CloseSend()
+	if _, err := st.Recv(); err != io.EOF {
+		b.Fatal(err)
 	}
 }
