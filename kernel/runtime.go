@@ -260,6 +260,11 @@ func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, p
 		}
 		sn.names = append(sn.names, name)
 		sn.matchers = append(sn.matchers, m)
+		var ids []string
+		if a, ok := proto.(ALPNer); ok {
+			ids = a.ALPN()
+		}
+		sn.alpn = append(sn.alpn, ids)
 		sn.servers = append(sn.servers, proto.NewServer(g.disp))
 	}
 	return sn, nil

@@ -2,8 +2,10 @@ package kernel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -27,6 +29,16 @@ const (
 // cheap, must not retain prefix, and must decide within MaxSniff bytes.
 type Matcher interface {
 	Match(prefix []byte) Match
+}
+
+// ALPNer is implemented by a protocol that TLS clients can ask for by
+// application protocol (ALPN), such as "h2" for gRPC. On a listener shared by
+// several protocols, a TLS connection whose handshake negotiated one of these
+// IDs goes to the first protocol (in config order) that lists it, without
+// looking at its bytes; a TLS connection without ALPN is sniffed like a
+// cleartext one.
+type ALPNer interface {
+	ALPN() []string
 }
 
 // MaxSniff is the most bytes a listener reads to tell protocols apart.
@@ -69,24 +81,54 @@ func MatchHTTP1(prefix []byte) Match {
 	return MatchMore
 }
 
-// sniffer serves several protocols on one listener: it reads a connection's
-// first bytes, gives the connection to the first protocol (in config order)
-// that claims them, and closes a connection that none claims or that is
-// silent for the handshake timeout.
+// sniffer serves several protocols on one listener: under TLS it picks the
+// protocol by ALPN; otherwise it reads a connection's first bytes and gives
+// the connection to the first protocol (in config order) that claims them.
+// It closes a connection that no protocol claims, or that is silent for the
+// handshake timeout.
 type sniffer struct {
 	names    []string
 	matchers []Matcher
+	alpn     [][]string // per protocol, the ALPN IDs it answers to
 	servers  []ServerConn
 	timeout  time.Duration
 }
 
 func (s *sniffer) ServeConn(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		proto, err := s.handshake(tc)
+		if err != nil {
+			conn.Close()
+			return
+		}
+		if proto != "" {
+			for i, ids := range s.alpn {
+				if slices.Contains(ids, proto) {
+					s.servers[i].ServeConn(tc)
+					return
+				}
+			}
+			conn.Close() // the listener offered an ID no protocol serves
+			return
+		}
+	}
 	i, prefix, err := s.sniff(conn)
 	if err != nil {
 		conn.Close()
 		return
 	}
 	s.servers[i].ServeConn(&prefixConn{Conn: conn, prefix: prefix})
+}
+
+// handshake completes a TLS handshake within the handshake timeout and
+// returns the negotiated application protocol ("" when none).
+func (s *sniffer) handshake(tc *tls.Conn) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return "", err
+	}
+	return tc.ConnectionState().NegotiatedProtocol, nil
 }
 
 // errNoProtocol says that no protocol of the listener claimed a connection.

@@ -8,3 +8,9 @@ import "github.com/axonrpc/axon/kernel"
 func (p *Protocol) Match(prefix []byte) kernel.Match {
 	return kernel.MatchPrefix(prefix, string(preface[:prefaceLen-1]))
 }
+
+// ALPNID is the TLS application protocol ID of the native protocol.
+const ALPNID = "axon/1"
+
+// ALPN implements kernel.ALPNer.
+func (p *Protocol) ALPN() []string { return []string{ALPNID} }
