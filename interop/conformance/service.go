@@ -146,9 +146,11 @@ func serverStream(req *v1.ServerStreamRequest, s kernel.ServerStreamingServer[v1
 
 // bidiStream serves both duplex modes, which the first request chooses. Full
 // duplex answers each request as it arrives with the next response, echoing
-// the requests received since the previous response; half duplex reads
-// every request first and then sends all responses, the first echoing every
-// request.
+// the requests received since the previous response (responses left when
+// the client half-closes go out after, echoing nothing), and fails at once
+// with the definition's error when a request finds no response left; half
+// duplex reads every request first and then sends all responses, the first
+// echoing every request. Either way the error, if any, ends the call.
 func bidiStream(s kernel.BidiStreamingServer[v1.BidiStreamRequest, v1.BidiStreamResponse]) error {
 	ctx := s.Context()
 	var (
@@ -175,7 +177,7 @@ func bidiStream(s kernel.BidiStreamingServer[v1.BidiStreamRequest, v1.BidiStream
 				return err
 			}
 			p.RequestInfo = info
-		} else if full {
+		} else if full && len(reqs) > 0 {
 			p.RequestInfo = &v1.ConformancePayload_RequestInfo{}
 			if err := appendRequests(p.RequestInfo, reqs); err != nil {
 				return err
