@@ -2,12 +2,10 @@ package grpc_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -285,9 +283,3 @@ func h1Client() *http.Client {
 	p.SetHTTP1(true)
 	return &http.Client{Transport: &http.Transport{Protocols: &p}}
 }
-
-func isCode(err error, want string) bool {
-	return err != nil && strings.Contains(err.Error(), want)
-}
-
-var errAny = errors.New("any error")
