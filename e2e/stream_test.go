@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,11 @@ import (
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
+	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	static "github.com/axonrpc/axon/plugins/registry-static"
+	quic "github.com/axonrpc/axon/plugins/transport-quic"
+	uds "github.com/axonrpc/axon/plugins/transport-uds"
 )
 
 // The streaming tests run a service of streaming methods on a Runtime over
@@ -717,6 +723,79 @@ func TestStreamRawPeer(t *testing.T) {
 			r.write(callFrames(101, 0, sPing, "proto", "still"))
 			if res := r.readResults(1)[101]; res.code != status.OK || res.text != "still" {
 				t.Fatalf("call after the test: %v %q %q", res.code, res.msg, res.text)
+			}
+		})
+	}
+}
+
+// TestStreamTransports: streams, their flow control and a message larger
+// than the window work over the Unix-socket and QUIC transports too.
+func TestStreamTransports(t *testing.T) {
+	t.Setenv("XDG_STATE_HOME", t.TempDir())
+	stateDir := t.TempDir()
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	cat, err := kernel.NewCatalog([]kernel.Factory{native.Factory, protocodec.Factory, static.Factory, quic.Factory, uds.Factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, listen, transports string
+	}{
+		{"uds", fmt.Sprintf("{transport: uds, address: %q}", sock), "{}"},
+		{"quic", fmt.Sprintf("{transport: quic, address: \"127.0.0.1:0\", options: {state_dir: %q}}", stateDir),
+			fmt.Sprintf("{quic: {options: {state_dir: %q}}}", stateDir)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := newStreamService()
+			table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc.desc()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := kernel.NewRuntime(cat, table, nil)
+			ctx := testCtx(t)
+			defer rt.Shutdown(ctx)
+			base := "service: s\ntls: {mode: \"off\"}\nregistry: {use: static}\n"
+			if err := rt.Apply(ctx, parseConfig(t, base+"listen: ["+tt.listen+"]\n")); err != nil {
+				t.Fatal(err)
+			}
+			client, err := kernel.BuildClient(cat, parseConfig(t, base+"client: {transports: "+tt.transports+"}\n"), rt.Endpoints()[0].Address, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+
+			st, err := kernel.OpenBidiStream[req, resp](ctx, client, sEcho)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, n := range []int{10, 1000, 200 << 10} {
+				text := strings.Repeat(strconv.Itoa(i), n)
+				if err := st.Send(&req{Text: text}); err != nil {
+					t.Fatal(err)
+				}
+				if m, err := st.Recv(); err != nil || m.GetText() != text {
+					t.Fatalf("message %d: %d bytes, %v", i, len(m.GetText()), err)
+				}
+			}
+			st.CloseSend()
+			if _, err := st.Recv(); err != io.EOF {
+				t.Fatalf("end: %v, want io.EOF", err)
+			}
+			count, err := kernel.OpenServerStream[req, resp](ctx, client, sCount, &req{Text: "300"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for ; ; n++ {
+				if _, err := count.Recv(); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n != 300 {
+				t.Fatalf("received %d messages, want 300", n)
 			}
 		})
 	}
