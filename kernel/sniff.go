@@ -203,6 +203,15 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// CloseWrite half-closes the connection when the underlying one can (TCP,
+// Unix sockets), so that a server can finish sending before it closes.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("kernel: connection cannot half-close")
+}
+
 // NetConn returns the underlying connection, for code that needs its
 // concrete type (for example to read TLS state). Its first bytes have been
 // consumed.
