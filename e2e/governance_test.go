@@ -45,6 +45,8 @@ type govServer struct {
 	name    string
 	calls   atomic.Int64 // calls that reached the server's chain
 	failing atomic.Bool  // fail every call with UNAVAILABLE
+	stall   atomic.Bool  // hold every call until its context is done
+	ended   atomic.Int64 // stalled calls whose context ended
 }
 
 // govFactories are the governance plugins and the base plugins.
@@ -89,6 +91,11 @@ func startGovConfig(t testing.TB, name, yaml string, extra ...*kernel.ServiceDes
 				g.calls.Add(1)
 				if g.failing.Load() {
 					return nil, status.Errorf(status.Unavailable, "%s fails on purpose", name)
+				}
+				if g.stall.Load() {
+					<-ctx.Done()
+					g.ended.Add(1)
+					return nil, ctx.Err()
 				}
 				return next(ctx, req)
 			}}, nil
@@ -302,6 +309,29 @@ func TestRetryIdempotentCallOption(t *testing.T) {
 	if n := back.calls.Load() - 1; n != 3 {
 		t.Fatalf("a call marked idempotent made %d attempts, want 3", n)
 	}
+}
+
+// TestHedging: with one of two backends stalled, every call still succeeds
+// from the other: the backup attempt answers, its trailer is the call's,
+// and the stalled attempt is cancelled.
+func TestHedging(t *testing.T) {
+	a, b := startGov(t, "a", ""), startGov(t, "b", "")
+	a.stall.Store(true)
+	cl := buildClient(t, clientYAML([]string{instance(a, ""), instance(b, "")}, fmt.Sprintf(
+		"  interceptors: [{use: retry, options: {hedge_after: 2ms, budget_floor: 1000, idempotent_methods: [%q]}}]\n", mEcho)))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for i := range 20 {
+		tag, err := tagged(ctx, cl, mEcho, "x")
+		if err != nil || tag != "b" {
+			t.Fatalf("call %d: answered by %q, %v", i, tag, err)
+		}
+	}
+	if a.calls.Load() == 0 {
+		t.Fatal("no call went to the stalled backend: nothing was hedged")
+	}
+	// The stalled attempts were cancelled: their handlers return.
+	waitFor(t, "the stalled attempts to be cancelled", func() bool { return a.ended.Load() == a.calls.Load() })
 }
 
 // TestRetryNotRepeatedByNextHop: a retried call's handler calls on with its

@@ -57,15 +57,36 @@ func markIdempotent(c *ClientCall) { c.Idempotent = true }
 // IsIdempotent reports whether the call whose context is ctx (inside a
 // client interceptor) was made with the Idempotent option.
 func IsIdempotent(ctx context.Context) bool {
-	opts, ok := ctx.Value(optsKey{}).([]CallOption)
-	if !ok {
-		return false
-	}
+	c, ok := optionsOf(ctx)
+	return ok && c.Idempotent
+}
+
+// ResponseMetadata returns where the call whose context is ctx (inside a
+// client interceptor) stores its response header and trailer, as the Header
+// and Trailer options set them; nil when it does not.
+func ResponseMetadata(ctx context.Context) (header, trailer *metadata.MD) {
+	c, _ := optionsOf(ctx)
+	return c.Header, c.Trailer
+}
+
+// WithCallOptions returns ctx in which the call (inside a client
+// interceptor) has opts after its own options: an interceptor that sends a
+// call several times at once gives each attempt its own Header and Trailer
+// this way.
+func WithCallOptions(ctx context.Context, opts ...CallOption) context.Context {
+	prev, _ := ctx.Value(optsKey{}).([]CallOption)
+	all := make([]CallOption, 0, len(prev)+len(opts))
+	return withCallOptions(ctx, append(append(all, prev...), opts...))
+}
+
+// optionsOf applies the call options in ctx to a blank call.
+func optionsOf(ctx context.Context) (ClientCall, bool) {
 	var c ClientCall
+	opts, ok := ctx.Value(optsKey{}).([]CallOption)
 	for _, o := range opts {
 		o(&c)
 	}
-	return c.Idempotent
+	return c, ok
 }
 
 // ClientOptions configure a Client. Target, Protocol, Codec and a transport

@@ -54,6 +54,12 @@ type Config struct {
 	// BudgetFloor is a number of retries per second allowed whatever the
 	// ratio, so that a client with few calls can still retry (default 10).
 	BudgetFloor int `yaml:"budget_floor" min:"0" max:"100000"`
+	// HedgeAfter, when above 0, sends a backup attempt of an idempotent
+	// call that has not answered after this long (for example the
+	// method's observed p95 latency); the first success wins and the
+	// other attempt is cancelled. A backup counts against the budget like
+	// a retry. Default 0: no hedging.
+	HedgeAfter time.Duration `yaml:"hedge_after" min:"0s"`
 }
 
 // DefaultConfig returns the defaults.

@@ -3,11 +3,14 @@ package retry
 import (
 	"context"
 	"math/rand/v2"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/metadata"
@@ -36,7 +39,7 @@ type Retrier struct {
 	budget budget
 
 	// Counters, for tests and metrics.
-	calls, retries, denied atomic.Int64
+	calls, retries, denied, hedges atomic.Int64
 }
 
 // New returns a retrier configured by c.
@@ -53,11 +56,14 @@ func New(c Config) *Retrier {
 	return r
 }
 
-// Stats returns the calls seen, the retries sent and the retries the budget
-// denied.
+// Stats returns the calls seen, the retries sent and the retries (and
+// backup attempts) the budget denied.
 func (r *Retrier) Stats() (calls, retries, denied int64) {
 	return r.calls.Load(), r.retries.Load(), r.denied.Load()
 }
+
+// Hedges returns the number of backup attempts sent.
+func (r *Retrier) Hedges() int64 { return r.hedges.Load() }
 
 func (r *Retrier) idempotent(ctx context.Context, method string) bool {
 	if len(r.methods) > 0 {
@@ -78,7 +84,7 @@ func (r *Retrier) idempotent(ctx context.Context, method string) bool {
 func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
 	r.calls.Add(1)
 	r.budget.deposit()
-	if r.cfg.MaxAttempts <= 1 || metadata.FromIncomingContext(ctx).Get(AttemptKey) != "" {
+	if (r.cfg.MaxAttempts <= 1 && r.cfg.HedgeAfter <= 0) || metadata.FromIncomingContext(ctx).Get(AttemptKey) != "" {
 		// The handler making this call serves a retry: the caller upstream
 		// retries already, so this hop does not multiply its attempts.
 		return next(ctx, method, req, resp)
@@ -90,7 +96,11 @@ func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, n
 		if attempt > 1 {
 			actx = metadata.AppendToOutgoingContext(ctx, AttemptKey, strconv.Itoa(attempt))
 		}
-		err = r.attempt(actx, method, req, resp, next)
+		if idem && r.cfg.HedgeAfter > 0 {
+			err = r.hedged(actx, attempt, method, req, resp, next)
+		} else {
+			err = r.attempt(actx, method, req, resp, next)
+		}
 		if err == nil || attempt >= r.cfg.MaxAttempts || ctx.Err() != nil || !r.shouldRetry(ctx, err, idem) {
 			return err
 		}
@@ -220,4 +230,87 @@ func (b *budget) withdraw() bool {
 			return true
 		}
 	}
+}
+
+// hedged sends an attempt, and a backup attempt when the first has not
+// answered after HedgeAfter and the budget allows one. The first success
+// wins: its response (and header and trailer) become the call's, and the
+// other attempt is cancelled and waited for. When both fail the last error
+// is returned. Each attempt decodes into its own message, so they never
+// write to the same memory.
+func (r *Retrier) hedged(ctx context.Context, attempt int, method string, req, resp any, next kernel.UnaryInvoker) error {
+	rt := reflect.TypeOf(resp)
+	if rt == nil || rt.Kind() != reflect.Pointer {
+		return r.attempt(ctx, method, req, resp, next)
+	}
+	type result struct {
+		err      error
+		resp     any
+		hdr, trl metadata.MD
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan *result, 2)
+	launch := func(actx context.Context) {
+		res := &result{resp: reflect.New(rt.Elem()).Interface()}
+		actx = kernel.WithCallOptions(actx, kernel.Header(&res.hdr), kernel.Trailer(&res.trl))
+		go func() {
+			res.err = r.attempt(actx, method, req, res.resp, next)
+			results <- res
+		}()
+	}
+	launch(hctx)
+	running, done := 1, 0
+	t := time.NewTimer(r.cfg.HedgeAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if done > 0 || running > 1 {
+				continue
+			}
+			if !r.budget.withdraw() {
+				r.denied.Add(1)
+				continue
+			}
+			r.hedges.Add(1)
+			running++
+			launch(metadata.AppendToOutgoingContext(hctx, AttemptKey, strconv.Itoa(attempt+1)))
+		case res := <-results:
+			done++
+			if res.err != nil && done < running {
+				continue // the other attempt may still succeed
+			}
+			if res.err != nil && running == 1 {
+				return res.err // failed before a backup was sent: retry as usual
+			}
+			cancel()
+			for ; done < running; done++ {
+				<-results
+			}
+			if res.err != nil {
+				return res.err
+			}
+			copyMessage(resp, res.resp)
+			hdr, trl := kernel.ResponseMetadata(ctx)
+			if hdr != nil {
+				*hdr = res.hdr
+			}
+			if trl != nil {
+				*trl = res.trl
+			}
+			return nil
+		}
+	}
+}
+
+// copyMessage makes dst (a pointer) hold the message src (of the same
+// type) holds.
+func copyMessage(dst, src any) {
+	if d, ok := dst.(proto.Message); ok {
+		proto.Reset(d)
+		proto.Merge(d, src.(proto.Message))
+		return
+	}
+	reflect.ValueOf(dst).Elem().Set(reflect.ValueOf(src).Elem())
 }

@@ -134,3 +134,57 @@ func TestConfigIsStrict(t *testing.T) {
 		}
 	}
 }
+
+type msg struct{ V string }
+
+func TestHedgeFirstSuccessWins(t *testing.T) {
+	r := retry.New(cfg(func(c *retry.Config) { c.HedgeAfter = time.Millisecond }))
+	cancelled := make(chan bool, 1)
+	next := func(ctx context.Context, _ string, _, resp any) error {
+		if metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey) == "" {
+			<-ctx.Done() // the slow first attempt
+			cancelled <- true
+			return status.FromError(ctx.Err())
+		}
+		resp.(*msg).V = "backup"
+		return nil
+	}
+	var out msg
+	if err := r.Intercept(context.Background(), m, nil, &out, next); err != nil {
+		t.Fatal(err)
+	}
+	if out.V != "backup" || r.Hedges() != 1 {
+		t.Fatalf("response %q, hedges %d", out.V, r.Hedges())
+	}
+	select {
+	case <-cancelled:
+	default:
+		t.Fatal("the losing attempt was not cancelled and waited for")
+	}
+	// Not idempotent: no backup.
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Intercept(context.Background(), "/t.S/Put", nil, &out, func(ctx context.Context, _ string, _, _ any) error { return nil })
+	}()
+	if err := <-done; err != nil || r.Hedges() != 1 {
+		t.Fatalf("non-idempotent call: %v, hedges %d", err, r.Hedges())
+	}
+}
+
+func TestHedgeBothFail(t *testing.T) {
+	r := retry.New(cfg(func(c *retry.Config) { c.HedgeAfter = time.Millisecond; c.MaxAttempts = 1 }))
+	release := make(chan struct{})
+	next := func(ctx context.Context, _ string, _, _ any) error {
+		if metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey) == "" {
+			<-release
+			return status.New(status.Unavailable, "first")
+		}
+		close(release)
+		return status.New(status.Unavailable, "backup")
+	}
+	var out msg
+	err := r.Intercept(context.Background(), m, nil, &out, next)
+	if status.CodeOf(err) != status.Unavailable || r.Hedges() != 1 {
+		t.Fatalf("err %v, hedges %d", err, r.Hedges())
+	}
+}
