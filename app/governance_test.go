@@ -41,7 +41,9 @@ func TestGovernanceConfig(t *testing.T) {
 	}()
 	waitFor(t, "the server to run", func() bool { return strings.Contains(logs.String(), "generation running") })
 
-	call := func() result { return run(t, bin, "call", "--config", path, "axon.example.v1.Echo/Say", `{"text":"hi"}`) }
+	call := func() result {
+		return run(t, bin, "call", "--config", path, "axon.example.v1.Echo/Say", `{"text":"hi"}`)
+	}
 	first := call()
 	if first.code != 0 || !strings.Contains(first.stdout, `"hi"`) {
 		t.Fatalf("first call: exit %d\n%s%s\nserver:\n%s", first.code, first.stdout, first.stderr, logs.String())
