@@ -36,7 +36,7 @@ type Backend struct {
 	gone   context.Context
 	cancel context.CancelFunc
 
-	inflight atomic.Int32
+	inflight atomic.Int32 // only for NewBackend: sessions count the client's calls
 	ewma     atomic.Int64 // latency EWMA in ns; 0 until the first sample
 
 	// Outlier ejection.
@@ -56,8 +56,17 @@ func (b *Backend) Labels() map[string]string { return b.info.Load().Labels }
 func (b *Backend) Weight() int { return max(b.info.Load().Weight, 1) }
 
 // InFlight returns the number of the client's calls in progress on the
-// endpoint.
-func (b *Backend) InFlight() int { return int(b.inflight.Load()) }
+// endpoint's connections. It reads the sessions' own counts, so the call
+// path keeps no counter for it.
+func (b *Backend) InFlight() int {
+	n := int(b.inflight.Load())
+	for i := range b.slots {
+		if sb := b.slots[i].sess.Load(); sb != nil {
+			n += sb.s.InFlight()
+		}
+	}
+	return n
+}
 
 // Latency returns an exponentially weighted moving average of the
 // endpoint's call latency, or 0 when unknown. The client measures it only

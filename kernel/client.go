@@ -345,9 +345,7 @@ func (c *Client) send(ctx context.Context, p *policy, method string, req, resp a
 		if p.latency {
 			start = time.Now()
 		}
-		b.inflight.Add(1)
 		err = s.Invoke(ctx, call, req, resp)
-		b.inflight.Add(-1)
 		c.finish(p, b, call, start, err)
 		if err == nil || !status.IsRefused(err) {
 			return err
