@@ -328,3 +328,58 @@ func TestStreamClientLimits(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamGoAway: after GOAWAY, a stream above the last stream the server
+// will answer fails as refused (safe to open elsewhere), a stream below it
+// runs to its end, and the session closes after it.
+func TestStreamGoAway(t *testing.T) {
+	s, p := startSession(t, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	open := func(id uint32) kernel.ClientStream {
+		t.Helper()
+		cs, err := s.NewStream(ctx, &kernel.ClientCall{Method: "/t.S/Stream", Codec: stringCodec{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.expect(frameHeaders, id)
+		return cs
+	}
+	below, above := open(1), open(2)
+	ga := binary.AppendUvarint(nil, 1)
+	ga = binary.AppendUvarint(ga, uint64(status.Unavailable))
+	ga = appendString(ga, "draining")
+	p.write(append(appendHeader(nil, len(ga), frameGoAway, 0, 0), ga...))
+	var got string
+	if err := above.RecvMsg(&got); !status.IsRefused(err) {
+		t.Fatalf("stream above the go-away line: %v, want refused", err)
+	}
+	if _, err := s.NewStream(ctx, &kernel.ClientCall{Method: "/t.S/Stream", Codec: stringCodec{}}); !status.IsRefused(err) {
+		t.Fatalf("NewStream after GOAWAY: %v, want refused", err)
+	}
+	msg := "still here"
+	if err := below.SendMsg(&msg); err != nil {
+		t.Fatal(err)
+	}
+	if f := p.expect(frameData, 1); string(f.payload) != msg {
+		t.Fatalf("DATA %q", f.payload)
+	}
+	if err := below.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if f := p.expect(frameData, 1); f.flags != flagEndStream|flagNoMessage || len(f.payload) != 0 {
+		t.Fatalf("half-close frame: flags %#x, %d bytes", f.flags, len(f.payload))
+	}
+	p.write(append(data(1, "answer"), trailers(1, status.OK)...))
+	if err := below.RecvMsg(&got); err != nil || got != "answer" {
+		t.Fatalf("stream below the go-away line: %q, %v", got, err)
+	}
+	if err := below.RecvMsg(&got); err != io.EOF {
+		t.Fatalf("end of the stream: %v, want io.EOF", err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not close after its last stream")
+	}
+}
