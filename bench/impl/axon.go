@@ -186,8 +186,15 @@ func serveAxon(listenBlock string) (*axonServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc := kernel.NewService("bench.Echo", kernel.Unary("Call",
-		func(_ context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) { return in, nil }))
+	type bv = wrapperspb.BytesValue
+	svc := kernel.NewService("bench.Echo",
+		kernel.Unary("Call", func(_ context.Context, in *bv) (*bv, error) { return in, nil }),
+		kernel.BidiStreaming("Stream", func(s kernel.BidiStreamingServer[bv, bv]) error {
+			return echoStream(s.Recv, s.Send)
+		}),
+		kernel.ServerStreaming("Download", func(req *bv, s kernel.ServerStreamingServer[bv]) error {
+			return download(s.Context(), req, s.Send)
+		}))
 	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc})
 	if err != nil {
 		return nil, err
@@ -228,6 +235,14 @@ func (s *axonServer) Close() error {
 type axonClient struct{ c *kernel.Client }
 
 func (a Axon) Dial(addr string, _ int) (Client, error) {
+	c, err := a.newClient(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &axonClient{c: c}, nil
+}
+
+func (a Axon) newClient(addr string) (*kernel.Client, error) {
 	conns := 0
 	if v := os.Getenv("AXON_BENCH_CONNS"); v != "" {
 		conns, _ = strconv.Atoi(v)
@@ -236,17 +251,13 @@ func (a Axon) Dial(addr string, _ int) (Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := kernel.NewClient(kernel.ClientOptions{
+	return kernel.NewClient(kernel.ClientOptions{
 		Target:           scheme + "://" + addr,
 		Transports:       map[string]kernel.Transport{scheme: tr},
 		Protocol:         native.New(native.DefaultConfig()),
 		Codec:            protocodec.Codec{},
 		ConnsPerEndpoint: conns,
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &axonClient{c: c}, nil
 }
 
 func (c *axonClient) Call(ctx context.Context, payload []byte) error {
@@ -258,3 +269,34 @@ func (c *axonClient) Call(ctx context.Context, payload []byte) error {
 }
 
 func (c *axonClient) Close() error { return c.c.Close() }
+
+// axonStreamClient opens streams with kernel.Client.NewStream, through the
+// client's (empty) stream interceptor chain and the native protocol.
+type axonStreamClient struct{ c *kernel.Client }
+
+// DialStream makes the same client as Dial.
+func (a Axon) DialStream(addr string) (StreamClient, error) {
+	c, err := a.newClient(addr)
+	if err != nil {
+		return nil, err
+	}
+	return axonStreamClient{c: c}, nil
+}
+
+func (c axonStreamClient) Bidi(ctx context.Context) (Stream, error) {
+	s, err := c.c.NewStream(ctx, streamEchoMethod, kernel.StreamTypes[wrapperspb.BytesValue, wrapperspb.BytesValue]())
+	if err != nil {
+		return nil, err
+	}
+	return &pbStream{s: s}, nil
+}
+
+func (c axonStreamClient) Download(ctx context.Context, payload []byte, count uint64) (Stream, error) {
+	s, err := c.c.NewStream(ctx, downloadMethod, kernel.StreamTypes[wrapperspb.BytesValue, wrapperspb.BytesValue]())
+	if err != nil {
+		return nil, err
+	}
+	return openDownload(s, payload, count)
+}
+
+func (c axonStreamClient) Close() error { return c.c.Close() }

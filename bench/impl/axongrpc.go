@@ -17,3 +17,6 @@ func (AxonGRPC) Serve(addr string) (Server, error) {
 }
 
 func (AxonGRPC) Dial(addr string, callers int) (Client, error) { return GRPC{}.Dial(addr, callers) }
+
+// DialStream is the grpc impl's streaming client.
+func (AxonGRPC) DialStream(addr string) (StreamClient, error) { return GRPC{}.DialStream(addr) }

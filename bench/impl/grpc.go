@@ -45,12 +45,36 @@ func grpcEchoHandler(srv any, ctx context.Context, dec func(any) error, intercep
 	return interceptor(ctx, in, info, handler)
 }
 
+// grpcStreamHandler serves bench.Echo/Stream: a new message per receive,
+// as generated code does.
+func grpcStreamHandler(_ any, stream grpc.ServerStream) error {
+	return echoStream(func() (*wrapperspb.BytesValue, error) {
+		m := new(wrapperspb.BytesValue)
+		if err := stream.RecvMsg(m); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}, func(m *wrapperspb.BytesValue) error { return stream.SendMsg(m) })
+}
+
+// grpcDownloadHandler serves bench.Echo/Download.
+func grpcDownloadHandler(_ any, stream grpc.ServerStream) error {
+	req := new(wrapperspb.BytesValue)
+	if err := stream.RecvMsg(req); err != nil {
+		return err
+	}
+	return download(stream.Context(), req, func(m *wrapperspb.BytesValue) error { return stream.SendMsg(m) })
+}
+
 var grpcEchoDesc = grpc.ServiceDesc{
 	ServiceName: "bench.Echo",
 	HandlerType: (*grpcEchoServer)(nil),
 	Methods:     []grpc.MethodDesc{{MethodName: "Call", Handler: grpcEchoHandler}},
-	Streams:     []grpc.StreamDesc{},
-	Metadata:    "bench/echo.proto",
+	Streams: []grpc.StreamDesc{
+		{StreamName: "Stream", Handler: grpcStreamHandler, ServerStreams: true, ClientStreams: true},
+		{StreamName: "Download", Handler: grpcDownloadHandler, ServerStreams: true},
+	},
+	Metadata: "bench/echo.proto",
 }
 
 type grpcServer struct {
@@ -81,13 +105,21 @@ type grpcClient struct {
 }
 
 func (GRPC) Dial(addr string, _ int) (Client, error) {
+	cc, err := grpcDial(addr)
+	if err != nil {
+		return nil, err
+	}
+	return grpcClient{cc: cc}, nil
+}
+
+func grpcDial(addr string) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	cc.Connect()
-	return grpcClient{cc: cc}, nil
+	return cc, nil
 }
 
 func (gc grpcClient) Call(ctx context.Context, payload []byte) error {
@@ -99,3 +131,38 @@ func (gc grpcClient) Call(ctx context.Context, payload []byte) error {
 }
 
 func (gc grpcClient) Close() error { return gc.cc.Close() }
+
+// grpcStreamClient opens streams on one ClientConn with default options.
+type grpcStreamClient struct{ cc *grpc.ClientConn }
+
+// DialStream makes the same ClientConn as Dial.
+func (GRPC) DialStream(addr string) (StreamClient, error) {
+	cc, err := grpcDial(addr)
+	if err != nil {
+		return nil, err
+	}
+	return grpcStreamClient{cc: cc}, nil
+}
+
+var (
+	grpcBidiDesc     = grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
+	grpcDownloadDesc = grpc.StreamDesc{StreamName: "Download", ServerStreams: true}
+)
+
+func (gc grpcStreamClient) Bidi(ctx context.Context) (Stream, error) {
+	s, err := gc.cc.NewStream(ctx, &grpcBidiDesc, streamEchoMethod)
+	if err != nil {
+		return nil, err
+	}
+	return &pbStream{s: s}, nil
+}
+
+func (gc grpcStreamClient) Download(ctx context.Context, payload []byte, count uint64) (Stream, error) {
+	s, err := gc.cc.NewStream(ctx, &grpcDownloadDesc, downloadMethod)
+	if err != nil {
+		return nil, err
+	}
+	return openDownload(s, payload, count)
+}
+
+func (gc grpcStreamClient) Close() error { return gc.cc.Close() }

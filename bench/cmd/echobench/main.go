@@ -3,11 +3,14 @@
 //
 //	go run ./cmd/echobench [-callers 1,16,100] [-duration 3s] [-warmup 1s]
 //	    [-payload 1024] [-impls axon,axon-uds,axon-quic,raw-mux,grpc] [-runs 1] [-json]
+//	go run ./cmd/echobench -mode stream [-streams bidi,download] [-duration 3s]
+//	    [-warmup 1s] [-payload 1024] [-impls axon,axon-grpc,grpc] [-runs 1] [-json]
 //
 // For every caller count, run and impl it starts the server as a separate
 // process (this binary re-executed with `-serve IMPL -addr 127.0.0.1:0`),
 // drives it from this process with N closed-loop callers, and stops it
-// afterwards. The children inherit AXON_BENCH_STATE_DIR, a temporary
+// afterwards. With -mode stream it measures messages per second over one
+// long stream instead (see stream.go). The children inherit AXON_BENCH_STATE_DIR, a temporary
 // directory this process creates (unless it is set already) and removes at
 // the end. See README.md for how to read the output.
 package main
@@ -18,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -30,6 +34,8 @@ import (
 )
 
 type config struct {
+	mode     string   // "unary" or "stream"
+	patterns []string // stream mode: "bidi", "download"
 	callers  []int
 	duration time.Duration
 	warmup   time.Duration
@@ -37,6 +43,7 @@ type config struct {
 	impls    []impl.Impl
 	runs     int
 	json     bool
+	profDir  string // -cpuprofile: a directory for one client and one server profile per point
 }
 
 func main() {
@@ -45,8 +52,9 @@ func main() {
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		name := fs.String("serve", "", "impl to serve")
 		addr := fs.String("addr", "127.0.0.1:0", "listen address")
+		prof := fs.String("cpuprofile", "", "write the server's CPU profile to this file")
 		fs.Parse(os.Args[1:]) //nolint:errcheck // ExitOnError
-		os.Exit(serveChild(*name, *addr))
+		os.Exit(serveChild(*name, *addr, *prof))
 	}
 
 	cfg, err := parseFlags(os.Args[1:])
@@ -74,13 +82,45 @@ func parseFlags(args []string) (config, error) {
 	impls := fs.String("impls", strings.Join(names, ","), "comma-separated impls to run")
 	runs := fs.Int("runs", 1, "repeat each point this many times and report the run with the median QPS")
 	asJSON := fs.Bool("json", false, "write results as JSON on stdout (tables go to stderr)")
+	profDir := fs.String("cpuprofile", "", "write CPU profiles of every point to this directory: IMPL-POINT-runN-client.pprof (the measured window) and -server.pprof (the server child's life)")
+	mode := fs.String("mode", "unary", "unary: closed-loop unary calls; stream: message throughput over one long stream")
+	streams := fs.String("streams", "bidi,download", "stream mode: patterns to run (bidi: echo over one bidirectional stream; download: one server-streaming call)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, errUsage
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	cfg := config{duration: *duration, warmup: *warmup, payload: *payload, runs: *runs, json: *asJSON}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	cfg := config{mode: *mode, duration: *duration, warmup: *warmup, payload: *payload, runs: *runs, json: *asJSON, profDir: *profDir}
+	switch cfg.mode {
+	case "unary":
+		if set["streams"] {
+			return cfg, fmt.Errorf("-streams needs -mode stream")
+		}
+	case "stream":
+		if set["callers"] {
+			return cfg, fmt.Errorf("-callers does not apply to -mode stream (one stream per point)")
+		}
+		*callers = "1"
+		if !set["impls"] {
+			var sn []string
+			for _, im := range impl.Streamers() {
+				sn = append(sn, im.Name())
+			}
+			*impls = strings.Join(sn, ",")
+		}
+		for _, s := range strings.Split(*streams, ",") {
+			s = strings.TrimSpace(s)
+			if s != patternBidi && s != patternDownload {
+				return cfg, fmt.Errorf("unknown -streams entry %q (want %s or %s)", s, patternBidi, patternDownload)
+			}
+			cfg.patterns = append(cfg.patterns, s)
+		}
+	default:
+		return cfg, fmt.Errorf("-mode must be unary or stream, not %q", cfg.mode)
+	}
 	for _, s := range strings.Split(*callers, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -93,6 +133,9 @@ func parseFlags(args []string) (config, error) {
 		im, ok := impl.Lookup(s)
 		if !ok {
 			return cfg, fmt.Errorf("unknown impl %q (registered: %s)", s, strings.Join(names, ","))
+		}
+		if _, ok := im.(impl.Streamer); !ok && cfg.mode == "stream" {
+			return cfg, fmt.Errorf("impl %q has no streaming client (-mode stream runs: %s)", s, strings.Join(streamerNames(), ","))
 		}
 		cfg.impls = append(cfg.impls, im)
 	}
@@ -117,6 +160,12 @@ func run(cfg config) bool {
 		return false
 	}
 	// Before any child starts, so that every child inherits it.
+	if cfg.profDir != "" {
+		if err := os.MkdirAll(cfg.profDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "echobench:", err)
+			return false
+		}
+	}
 	cleanup, err := impl.Setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "echobench: state directory:", err)
@@ -133,6 +182,7 @@ func run(cfg config) bool {
 		out = os.Stderr
 	}
 	env := environment{
+		Mode:       cfg.mode,
 		Date:       time.Now().Format(time.RFC3339),
 		GoVersion:  runtime.Version(),
 		GOOS:       runtime.GOOS,
@@ -145,6 +195,9 @@ func run(cfg config) bool {
 		Warmup:     cfg.warmup.String(),
 		Runs:       cfg.runs,
 	}
+	if cfg.mode == "stream" {
+		return runStreams(exe, cfg, env, payload, out)
+	}
 	printHeader(out, env)
 
 	allOK := true
@@ -154,7 +207,7 @@ func run(cfg config) bool {
 		for r := range cfg.runs {
 			for _, im := range cfg.impls {
 				fmt.Fprintf(os.Stderr, "  %-14s callers=%-4d run %d/%d ... ", im.Name(), callers, r+1, cfg.runs)
-				res := runPoint(exe, im, callers, cfg, payload)
+				res := runPoint(exe, im, callers, cfg, payload, cfg.profPrefix(fmt.Sprintf("%s-c%d-run%d", im.Name(), callers, r+1)))
 				if res.ok() {
 					fmt.Fprintf(os.Stderr, "%s qps, p99 %s\n", fmtQPS(res.QPS), fmtDur(res.P99))
 				} else {
@@ -187,6 +240,15 @@ func run(cfg config) bool {
 		}
 	}
 	return allOK
+}
+
+// profPrefix is the path prefix of a point's CPU profiles, or "" when
+// -cpuprofile is not set.
+func (cfg config) profPrefix(point string) string {
+	if cfg.profDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.profDir, point)
 }
 
 // pick reduces the runs of one point to the run with the median QPS (the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,9 +56,10 @@ type serverProc struct {
 	once  sync.Once
 }
 
-// startServer re-executes this binary as `-serve NAME -addr 127.0.0.1:0` and
-// returns once the child printed its listen address.
-func startServer(ctx context.Context, exe, name string) (*serverProc, string, error) {
+// startServer re-executes this binary as `-serve NAME -addr 127.0.0.1:0`
+// (with `-cpuprofile PROF` if prof is set) and returns once the child
+// printed its listen address.
+func startServer(ctx context.Context, exe, name, prof string) (*serverProc, string, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, "", err
@@ -69,7 +71,11 @@ func startServer(ctx context.Context, exe, name string) (*serverProc, string, er
 		return nil, "", err
 	}
 	defer outR.Close()
-	cmd := exec.Command(exe, "-serve", name, "-addr", "127.0.0.1:0")
+	args := []string{"-serve", name, "-addr", "127.0.0.1:0"}
+	if prof != "" {
+		args = append(args, "-cpuprofile", prof)
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stdin = inR
 	cmd.Stdout = outW
 	cmd.Stderr = os.Stderr
@@ -148,12 +154,12 @@ type worker struct {
 
 // runPoint measures one impl at one caller count, with the server in a
 // child process that is killed before runPoint returns, whatever happens.
-func runPoint(exe string, im impl.Impl, callers int, cfg config, payload []byte) (res pointResult) {
+func runPoint(exe string, im impl.Impl, callers int, cfg config, payload []byte, prof string) (res pointResult) {
 	res.Impl, res.Callers = im.Name(), callers
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.warmup+cfg.duration+budgetSlack)
 	defer cancel()
 
-	srv, addr, err := startServer(ctx, exe, im.Name())
+	srv, addr, err := startServer(ctx, exe, im.Name(), profFile(prof, "server"))
 	if err != nil {
 		res.Err = "start server: " + err.Error()
 		return res
@@ -217,12 +223,14 @@ func runPoint(exe string, im impl.Impl, callers int, cfg config, payload []byte)
 	}
 	wait()
 	phase.Store(phaseMeasure)
+	stopProf := startClientProfile(prof)
 	start := time.Now()
 	if !stopped {
 		timer.Reset(cfg.duration)
 		wait()
 	}
 	phase.Store(phaseStop)
+	stopProf()
 	res.Elapsed = time.Since(start)
 	if stopped {
 		loadCancel() // fail the calls in flight rather than wait for them
@@ -284,3 +292,35 @@ func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
 }
 
 var errUsage = errors.New("usage")
+
+// profFile is prof's file for side ("client" or "server"), or "" when
+// profiling is off.
+func profFile(prof, side string) string {
+	if prof == "" {
+		return ""
+	}
+	return prof + "-" + side + ".pprof"
+}
+
+// startClientProfile starts this process's CPU profile into prof's client
+// file, if prof is set, and returns the function that stops it. A profile
+// that cannot be written is reported and skipped; the point still runs.
+func startClientProfile(prof string) (stop func()) {
+	if prof == "" {
+		return func() {}
+	}
+	f, err := os.Create(profFile(prof, "client"))
+	if err == nil {
+		if err = pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echobench: cpu profile:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}

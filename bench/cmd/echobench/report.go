@@ -9,6 +9,7 @@ import (
 
 // environment is printed above the tables and included in the JSON.
 type environment struct {
+	Mode       string `json:"mode"`
 	Date       string `json:"date"`
 	GoVersion  string `json:"go_version"`
 	GOOS       string `json:"goos"`
