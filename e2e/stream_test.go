@@ -83,13 +83,13 @@ func (s *streamService) flood(token string) (*atomic.Int64, chan int64) {
 }
 
 type (
-	req  = echopb.SayRequest
-	resp = echopb.SayResponse
+	sReq  = echopb.SayRequest
+	sResp = echopb.SayResponse
 )
 
 func (s *streamService) desc() *kernel.ServiceDesc {
 	return kernel.NewService(streamSvc,
-		kernel.ServerStreaming("Count", func(r *req, st kernel.ServerStreamingServer[resp]) error {
+		kernel.ServerStreaming("Count", func(r *sReq, st kernel.ServerStreamingServer[sResp]) error {
 			n, err := strconv.Atoi(r.GetText())
 			if err != nil {
 				return status.Errorf(status.InvalidArgument, "bad count %q", r.GetText())
@@ -105,18 +105,18 @@ func (s *streamService) desc() *kernel.ServiceDesc {
 				return err
 			}
 			for i := range n {
-				if err := st.Send(&resp{Text: strconv.Itoa(i)}); err != nil {
+				if err := st.Send(&sResp{Text: strconv.Itoa(i)}); err != nil {
 					return err
 				}
 			}
 			return nil
 		}),
-		kernel.ClientStreaming("Concat", func(st kernel.ClientStreamingServer[req, resp]) error {
+		kernel.ClientStreaming("Concat", func(st kernel.ClientStreamingServer[sReq, sResp]) error {
 			var b strings.Builder
 			for {
 				m, err := st.Recv()
 				if err == io.EOF {
-					return st.SendAndClose(&resp{Text: b.String()})
+					return st.SendAndClose(&sResp{Text: b.String()})
 				}
 				if err != nil {
 					return err
@@ -124,7 +124,7 @@ func (s *streamService) desc() *kernel.ServiceDesc {
 				b.WriteString(m.GetText())
 			}
 		}),
-		kernel.BidiStreaming("Echo", func(st kernel.BidiStreamingServer[req, resp]) error {
+		kernel.BidiStreaming("Echo", func(st kernel.BidiStreamingServer[sReq, sResp]) error {
 			for {
 				m, err := st.Recv()
 				if err == io.EOF {
@@ -133,35 +133,35 @@ func (s *streamService) desc() *kernel.ServiceDesc {
 				if err != nil {
 					return err
 				}
-				if err := st.Send(&resp{Text: m.GetText()}); err != nil {
+				if err := st.Send(&sResp{Text: m.GetText()}); err != nil {
 					return err
 				}
 			}
 		}),
-		kernel.ServerStreaming("Fail", func(r *req, st kernel.ServerStreamingServer[resp]) error {
+		kernel.ServerStreaming("Fail", func(r *sReq, st kernel.ServerStreamingServer[sResp]) error {
 			c, msg, _ := strings.Cut(r.GetText(), " ")
 			n, err := strconv.Atoi(c)
 			if err != nil {
 				return status.Errorf(status.InvalidArgument, "bad code %q", c)
 			}
-			if err := st.Send(&resp{Text: "x"}); err != nil {
+			if err := st.Send(&sResp{Text: "x"}); err != nil {
 				return err
 			}
 			kernel.SetTrailer(st.Context(), metadata.New("why", msg))
 			return status.New(status.Code(n), msg)
 		}),
-		kernel.ServerStreaming("Panic", func(r *req, st kernel.ServerStreamingServer[resp]) error {
-			if err := st.Send(&resp{Text: "x"}); err != nil {
+		kernel.ServerStreaming("Panic", func(r *sReq, st kernel.ServerStreamingServer[sResp]) error {
+			if err := st.Send(&sResp{Text: "x"}); err != nil {
 				return err
 			}
 			panic("stream handler panics on purpose")
 		}),
-		kernel.BidiStreaming("Hold", func(st kernel.BidiStreamingServer[req, resp]) error {
+		kernel.BidiStreaming("Hold", func(st kernel.BidiStreamingServer[sReq, sResp]) error {
 			m, err := st.Recv()
 			if err != nil {
 				return err
 			}
-			if err := st.Send(&resp{Text: "ready"}); err != nil {
+			if err := st.Send(&sResp{Text: "ready"}); err != nil {
 				return err
 			}
 			var res holdResult
@@ -175,9 +175,9 @@ func (s *streamService) desc() *kernel.ServiceDesc {
 			s.hold(m.GetText()) <- res
 			return res.err
 		}),
-		kernel.ServerStreaming("Flood", func(r *req, st kernel.ServerStreamingServer[resp]) error {
+		kernel.ServerStreaming("Flood", func(r *sReq, st kernel.ServerStreamingServer[sResp]) error {
 			count, done := s.flood(r.GetText())
-			msg := &resp{Text: strings.Repeat("f", 1024)}
+			msg := &sResp{Text: strings.Repeat("f", 1024)}
 			var err error
 			for range floodMax {
 				if err = st.Send(msg); err != nil {
@@ -188,12 +188,12 @@ func (s *streamService) desc() *kernel.ServiceDesc {
 			done <- count.Load()
 			return err
 		}),
-		kernel.ClientStreaming("Sink", func(st kernel.ClientStreamingServer[req, resp]) error {
+		kernel.ClientStreaming("Sink", func(st kernel.ClientStreamingServer[sReq, sResp]) error {
 			<-st.Context().Done()
 			return st.Context().Err()
 		}),
-		kernel.Unary("Ping", func(_ context.Context, r *req) (*resp, error) {
-			return &resp{Text: r.GetText()}, nil
+		kernel.Unary("Ping", func(_ context.Context, r *sReq) (*sResp, error) {
+			return &sResp{Text: r.GetText()}, nil
 		}),
 	)
 }
@@ -229,7 +229,7 @@ func startStreamServer(t *testing.T, c srvConf) *streamServer {
 	return s
 }
 
-func testCtx(t *testing.T) context.Context {
+func streamCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
@@ -247,7 +247,7 @@ func TestStreamShapes(t *testing.T) {
 		run  func(t *testing.T, ctx context.Context)
 	}{
 		{"server streaming", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenServerStream[req, resp](ctx, c, sCount, &req{Text: "500"})
+			st, err := kernel.OpenServerStream[sReq, sResp](ctx, c, sCount, &sReq{Text: "500"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -262,7 +262,7 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"client streaming", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenClientStream[req, resp](ctx, c, sConcat)
+			st, err := kernel.OpenClientStream[sReq, sResp](ctx, c, sConcat)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +270,7 @@ func TestStreamShapes(t *testing.T) {
 			for i := range 200 {
 				part := fmt.Sprintf("%d:%s;", i, strings.Repeat("c", 700))
 				want.WriteString(part)
-				if err := st.Send(&req{Text: part}); err != nil {
+				if err := st.Send(&sReq{Text: part}); err != nil {
 					t.Fatalf("send %d: %v", i, err)
 				}
 			}
@@ -280,7 +280,7 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"bidi, concurrent send and receive", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenBidiStream[req, resp](ctx, c, sEcho)
+			st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sEcho)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +288,7 @@ func TestStreamShapes(t *testing.T) {
 			sent := make(chan error, 1)
 			go func() {
 				for i := range n {
-					if err := st.Send(&req{Text: fmt.Sprintf("%d %s", i, strings.Repeat("b", 1000))}); err != nil {
+					if err := st.Send(&sReq{Text: fmt.Sprintf("%d %s", i, strings.Repeat("b", 1000))}); err != nil {
 						sent <- err
 						return
 					}
@@ -309,13 +309,13 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"bidi, messages larger than the window", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenBidiStream[req, resp](ctx, c, sEcho)
+			st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sEcho)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i := range 3 {
 				big := strings.Repeat(strconv.Itoa(i), 300<<10)
-				if err := st.Send(&req{Text: big}); err != nil {
+				if err := st.Send(&sReq{Text: big}); err != nil {
 					t.Fatal(err)
 				}
 				m, err := st.Recv()
@@ -329,7 +329,7 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"a streaming client calling a unary method", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenServerStream[req, resp](ctx, c, sPing, &req{Text: "one"})
+			st, err := kernel.OpenServerStream[sReq, sResp](ctx, c, sPing, &sReq{Text: "one"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -341,7 +341,7 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"half-close with no message", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenClientStream[req, resp](ctx, c, sConcat)
+			st, err := kernel.OpenClientStream[sReq, sResp](ctx, c, sConcat)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,11 +351,11 @@ func TestStreamShapes(t *testing.T) {
 			}
 		}},
 		{"send after the end returns io.EOF", func(t *testing.T, ctx context.Context) {
-			st, err := kernel.OpenBidiStream[req, resp](ctx, c, sFail)
+			st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sFail)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := st.Send(&req{Text: "5 gone"}); err != nil {
+			if err := st.Send(&sReq{Text: "5 gone"}); err != nil {
 				t.Fatal(err)
 			}
 			st.CloseSend() // a server-streaming method waits for the half-close
@@ -364,13 +364,13 @@ func TestStreamShapes(t *testing.T) {
 					break
 				}
 			}
-			if err := st.Send(&req{Text: "late"}); err != io.EOF {
+			if err := st.Send(&sReq{Text: "late"}); err != io.EOF {
 				t.Fatalf("send after the end: %v, want io.EOF", err)
 			}
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, testCtx(t)) })
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, streamCtx(t)) })
 	}
 }
 
@@ -379,9 +379,9 @@ func TestStreamShapes(t *testing.T) {
 func TestStreamMetadata(t *testing.T) {
 	srv := startStreamServer(t, srvConf{})
 	c := newClient(t, srv.addr, 1)
-	ctx := metadata.NewOutgoingContext(testCtx(t), metadata.New("k", "1"))
+	ctx := metadata.NewOutgoingContext(streamCtx(t), metadata.New("k", "1"))
 	var hOpt, tOpt metadata.MD
-	st, err := kernel.OpenServerStream[req, resp](ctx, c, sCount, &req{Text: "3"}, kernel.Header(&hOpt), kernel.Trailer(&tOpt))
+	st, err := kernel.OpenServerStream[sReq, sResp](ctx, c, sCount, &sReq{Text: "3"}, kernel.Header(&hOpt), kernel.Trailer(&tOpt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestStreamStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := kernel.OpenServerStream[req, resp](testCtx(t), c, tt.method, &req{Text: tt.text})
+			st, err := kernel.OpenServerStream[sReq, sResp](streamCtx(t), c, tt.method, &sReq{Text: tt.text})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -466,17 +466,17 @@ func TestStreamCancelAndDeadline(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(testCtx(t))
+			ctx, cancel := context.WithCancel(streamCtx(t))
 			if tt.timeout > 0 {
 				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
 			}
 			defer cancel()
 			token := t.Name()
-			st, err := kernel.OpenBidiStream[req, resp](ctx, c, sHold)
+			st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sHold)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := st.Send(&req{Text: token}); err != nil {
+			if err := st.Send(&sReq{Text: token}); err != nil {
 				t.Fatal(err)
 			}
 			if m, err := st.Recv(); err != nil || m.GetText() != "ready" {
@@ -514,10 +514,10 @@ func TestStreamBackPressure(t *testing.T) {
 	c := newClient(t, srv.addr, 1)
 
 	t.Run("server to a client that does not read", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(testCtx(t))
+		ctx, cancel := context.WithCancel(streamCtx(t))
 		defer cancel()
 		count, done := srv.svc.flood(t.Name())
-		st, err := kernel.OpenServerStream[req, resp](ctx, c, sFlood, &req{Text: t.Name()})
+		st, err := kernel.OpenServerStream[sReq, sResp](ctx, c, sFlood, &sReq{Text: t.Name()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,16 +532,16 @@ func TestStreamBackPressure(t *testing.T) {
 	})
 
 	t.Run("client to a server that does not read", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(testCtx(t))
+		ctx, cancel := context.WithCancel(streamCtx(t))
 		defer cancel()
-		st, err := kernel.OpenClientStream[req, resp](ctx, c, sSink)
+		st, err := kernel.OpenClientStream[sReq, sResp](ctx, c, sSink)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var sent atomic.Int64
 		done := make(chan error, 1)
 		go func() {
-			msg := &req{Text: strings.Repeat("s", msgSize)}
+			msg := &sReq{Text: strings.Repeat("s", msgSize)}
 			for range floodMax {
 				if err := st.Send(msg); err != nil {
 					done <- err
@@ -570,20 +570,20 @@ func TestStreamConcurrencyLimit(t *testing.T) {
 	c := newClient(t, srv.addr, 1)
 	var cancels []context.CancelFunc
 	for i := range 2 {
-		ctx, cancel := context.WithCancel(testCtx(t))
+		ctx, cancel := context.WithCancel(streamCtx(t))
 		defer cancel()
 		cancels = append(cancels, cancel)
-		st, err := kernel.OpenBidiStream[req, resp](ctx, c, sHold)
+		st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sHold)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st.Send(&req{Text: fmt.Sprint(t.Name(), i)})
+		st.Send(&sReq{Text: fmt.Sprint(t.Name(), i)})
 		if _, err := st.Recv(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A third call waits for a slot until its deadline.
-	short, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	short, cancel := context.WithTimeout(streamCtx(t), 200*time.Millisecond)
 	defer cancel()
 	if _, err := say(short, c, sPing, "third"); codeOf(err) != status.DeadlineExceeded {
 		t.Fatalf("third call while two streams run: %v, want DEADLINE_EXCEEDED", err)
@@ -600,14 +600,14 @@ func TestStreamConcurrencyLimit(t *testing.T) {
 func TestStreamDrain(t *testing.T) {
 	srv := startStreamServer(t, srvConf{})
 	c := newClient(t, srv.addr, 1)
-	ctx := testCtx(t)
-	st, err := kernel.OpenBidiStream[req, resp](ctx, c, sEcho)
+	ctx := streamCtx(t)
+	st, err := kernel.OpenBidiStream[sReq, sResp](ctx, c, sEcho)
 	if err != nil {
 		t.Fatal(err)
 	}
 	echo := func(text string) {
 		t.Helper()
-		if err := st.Send(&req{Text: text}); err != nil {
+		if err := st.Send(&sReq{Text: text}); err != nil {
 			t.Fatalf("send %q: %v", text, err)
 		}
 		if m, err := st.Recv(); err != nil || m.GetText() != text {
@@ -656,7 +656,7 @@ const (
 )
 
 func sayBytes(text string) []byte {
-	b, err := proto.Marshal(&req{Text: text})
+	b, err := proto.Marshal(&sReq{Text: text})
 	if err != nil {
 		panic(err)
 	}
@@ -753,7 +753,7 @@ func TestStreamTransports(t *testing.T) {
 				t.Fatal(err)
 			}
 			rt := kernel.NewRuntime(cat, table, nil)
-			ctx := testCtx(t)
+			ctx := streamCtx(t)
 			defer rt.Shutdown(ctx)
 			base := "service: s\ntls: {mode: \"off\"}\nregistry: {use: static}\n"
 			if err := rt.Apply(ctx, parseConfig(t, base+"listen: ["+tt.listen+"]\n")); err != nil {
@@ -765,13 +765,13 @@ func TestStreamTransports(t *testing.T) {
 			}
 			defer client.Close()
 
-			st, err := kernel.OpenBidiStream[req, resp](ctx, client, sEcho)
+			st, err := kernel.OpenBidiStream[sReq, sResp](ctx, client, sEcho)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i, n := range []int{10, 1000, 200 << 10} {
 				text := strings.Repeat(strconv.Itoa(i), n)
-				if err := st.Send(&req{Text: text}); err != nil {
+				if err := st.Send(&sReq{Text: text}); err != nil {
 					t.Fatal(err)
 				}
 				if m, err := st.Recv(); err != nil || m.GetText() != text {
@@ -782,7 +782,7 @@ func TestStreamTransports(t *testing.T) {
 			if _, err := st.Recv(); err != io.EOF {
 				t.Fatalf("end: %v, want io.EOF", err)
 			}
-			count, err := kernel.OpenServerStream[req, resp](ctx, client, sCount, &req{Text: "300"})
+			count, err := kernel.OpenServerStream[sReq, sResp](ctx, client, sCount, &sReq{Text: "300"})
 			if err != nil {
 				t.Fatal(err)
 			}
