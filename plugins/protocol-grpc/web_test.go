@@ -467,8 +467,12 @@ func TestHTTP1KeepAlive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connReuse(t)
+			var badClose bool // the server asked to close after the bad call
 			for i, b := range [][]byte{tc.good, tc.bad, tc.good} {
 				res, out := rawCall(t, c.client, "POST", "http://"+f.addr+tc.method, h, b)
+				if i == 1 {
+					badClose = res.Close
+				}
 				_, tr := readFrames(t, out)
 				st := res.Header.Get("Grpc-Status")
 				if tr != nil {
@@ -482,8 +486,17 @@ func TestHTTP1KeepAlive(t *testing.T) {
 					t.Fatalf("call %d: grpc-status %q, want %q (%s %v %q)", i, st, want, res.Status, res.Header, out)
 				}
 			}
-			if c.conns() != tc.conns {
-				t.Errorf("%d connections, want %d", c.conns(), tc.conns)
+			switch got := c.conns(); {
+			case tc.conns == 1 && badClose:
+				t.Errorf("the server closed the connection after the bad call (%d connections), want it kept", got)
+			case tc.conns == 1 && got == 2:
+				// Go's client reuses a connection only if its own write
+				// of the request finished within 50ms of the response's
+				// end; on a loaded machine it may not have, and it dials
+				// again. The server did not ask to close (checked above).
+				t.Logf("the client dialled again (its request write finished late); the server kept the connection")
+			case got != tc.conns:
+				t.Errorf("%d connections, want %d", got, tc.conns)
 			}
 		})
 	}
