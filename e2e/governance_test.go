@@ -693,7 +693,7 @@ func TestDeadlinePropagatesThroughTwoHops(t *testing.T) {
 // rate limiter add to an echo round trip over loopback, against the same
 // round trip without them.
 func BenchmarkGovernanceChain(b *testing.B) {
-	s := startGov(b, "a", "{use: ratelimit, options: {default: {rps: 1000000000, max_concurrent: 10000}}}")
+	s := startGov(b, "a", "{use: ratelimit, options: {rps: 1000000000, max_concurrent: 10000}}")
 	plain := startGov(b, "p", "")
 	full := clientYAML([]string{instance(s, "{version: v1}")},
 		"  interceptors: [{use: colour}, {use: retry, options: {idempotent_methods: [\"/axon.test.v1.Test/*\"]}}, {use: breaker}]\n"+
@@ -784,7 +784,7 @@ func BenchmarkGovernanceOverhead(b *testing.B) {
 		})
 	}
 	b.Run("server-ratelimit", func(b *testing.B) {
-		l := ratelimit.New(ratelimit.Config{Scope: "method", Default: ratelimit.Limit{RPS: 1e12, MaxConcurrent: 1 << 30}})
+		l := ratelimit.New(ratelimit.Config{Scope: "method", RPS: 1e12, MaxConcurrent: 1 << 30})
 		ctx := kernel.NewCallContext(context.Background(), &kernel.ServerCall{Method: &kernel.MethodDesc{FullName: mEcho}})
 		h := func(context.Context, any) (any, error) { return nil, nil }
 		b.ReportAllocs()

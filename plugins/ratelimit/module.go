@@ -31,10 +31,12 @@ type Config struct {
 	// Scope is what one bucket covers: "method" (the default), "service"
 	// or "server".
 	Scope string `yaml:"scope" oneof:"method service server"`
-	// Default applies to every method, service or the server without an
-	// entry in Limits (default: no limit).
-	Default Limit `yaml:"default"`
-	// Limits overrides Default by key: a full method name
+	// RPS, Burst and MaxConcurrent are the limits of every method, service
+	// or the server without an entry in Limits (default: no limit).
+	RPS           float64 `yaml:"rps" min:"0"`
+	Burst         int     `yaml:"burst" min:"0"`
+	MaxConcurrent int     `yaml:"max_concurrent" min:"0"`
+	// Limits overrides the limits above by key: a full method name
 	// ("/pkg.Service/Method") with scope method, a service name
 	// ("pkg.Service") with scope service.
 	Limits map[string]Limit `yaml:"limits"`

@@ -70,7 +70,7 @@ func (l *Limiter) bucketFor(method string) *bucket {
 	}
 	lim, ok := l.cfg.Limits[k]
 	if !ok {
-		lim = l.cfg.Default
+		lim = Limit{RPS: l.cfg.RPS, Burst: l.cfg.Burst, MaxConcurrent: l.cfg.MaxConcurrent}
 	}
 	burst := float64(lim.Burst)
 	if burst == 0 {

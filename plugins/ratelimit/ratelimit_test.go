@@ -18,7 +18,7 @@ func callCtx(method string) (context.Context, *kernel.ServerCall) {
 func ok(context.Context, any) (any, error) { return "ok", nil }
 
 func TestRateWithBurst(t *testing.T) {
-	l := ratelimit.New(ratelimit.Config{Scope: "method", Default: ratelimit.Limit{RPS: 0.001, Burst: 3},
+	l := ratelimit.New(ratelimit.Config{Scope: "method", RPS: 0.001, Burst: 3,
 		Limits: map[string]ratelimit.Limit{"/t.S/Free": {}}})
 	for i := range 3 {
 		ctx, _ := callCtx("/t.S/M")
@@ -72,7 +72,7 @@ func TestServiceScopeSharesABucket(t *testing.T) {
 }
 
 func TestConcurrencyLimit(t *testing.T) {
-	l := ratelimit.New(ratelimit.Config{Scope: "server", Default: ratelimit.Limit{MaxConcurrent: 2}})
+	l := ratelimit.New(ratelimit.Config{Scope: "server", MaxConcurrent: 2})
 	entered, release := make(chan struct{}), make(chan struct{})
 	block := func(context.Context, any) (any, error) { entered <- struct{}{}; <-release; return nil, nil }
 	errs := make(chan error, 2)
@@ -103,8 +103,8 @@ func TestConfigIsStrict(t *testing.T) {
 	for _, tree := range []map[string]any{
 		{"limits": map[string]any{"Svc": map[string]any{"rps": 1}}},
 		{"scope": "service", "limits": map[string]any{"/a.B/C": map[string]any{"rps": 1}}},
-		{"default": map[string]any{"rps": -1}},
-		{"default": map[string]any{"qps": 1}},
+		{"rps": -1},
+		{"qps": 1},
 	} {
 		if _, err := ratelimit.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "server.interceptors[0].options", Tree: tree}); err == nil {
 			t.Errorf("accepted %v", tree)
