@@ -133,7 +133,7 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 func recvOnly(s ServerStream, m any, method string, newMsg func() any) error {
 	if err := s.RecvMsg(m); err != nil {
 		if err == io.EOF {
-			return status.Errorf(status.Unimplemented, "%s takes exactly one request message, and the client sent none", method)
+			return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent none", method)
 		}
 		return err
 	}
@@ -141,7 +141,7 @@ func recvOnly(s ServerStream, m any, method string, newMsg func() any) error {
 	case io.EOF:
 		return nil
 	case nil:
-		return status.Errorf(status.Unimplemented, "%s takes exactly one request message, and the client sent more", method)
+		return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent more", method)
 	default:
 		return err
 	}
@@ -186,18 +186,25 @@ func (s BidiStreamingServer[Req, Resp]) Send(m *Resp) error { return s.SendMsg(m
 // ServerStreaming returns the description of a server-streaming method named
 // name: h gets the one request and sends any number of responses.
 func ServerStreaming[Req, Resp any](name string, h func(*Req, ServerStreamingServer[Resp]) error) *MethodDesc {
-	return &MethodDesc{
+	md := &MethodDesc{
 		Name: name, ServerStreams: true,
 		NewRequest:  func() any { return new(Req) },
 		NewResponse: func() any { return new(Resp) },
-		Stream: func(s ServerStream) error {
-			req := new(Req)
-			if err := recvOnly(s, req, name, func() any { return new(Req) }); err != nil {
-				return err
-			}
-			return h(req, ServerStreamingServer[Resp]{s})
-		},
 	}
+	md.Stream = func(s ServerStream) error {
+		// The full name, as gRPC's cardinality errors say it (NewService
+		// sets it); the short name for a method in no service.
+		method := md.FullName
+		if method == "" {
+			method = name
+		}
+		req := new(Req)
+		if err := recvOnly(s, req, method, func() any { return new(Req) }); err != nil {
+			return err
+		}
+		return h(req, ServerStreamingServer[Resp]{s})
+	}
+	return md
 }
 
 // ClientStreaming returns the description of a client-streaming method named
