@@ -168,7 +168,8 @@ func (f *front) desc() *kernel.ServiceDesc {
 			var tr metadata.MD
 			var resp echopb.SayResponse
 			if err := f.c.Load().Invoke(ctx, method, &echopb.SayRequest{Text: text}, &resp, kernel.Trailer(&tr)); err != nil {
-				return nil, err
+				se := status.FromError(err)
+				return nil, status.New(se.Code(), "relay: "+se.Message())
 			}
 			return &echopb.SayResponse{Text: tr.Get("generation") + "|" + resp.GetText()}, nil
 		}))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -330,11 +331,12 @@ func (c *Client) send(ctx context.Context, p *policy, method string, req, resp a
 	}
 
 	var err error
+	var refusedBy Session
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
 		var s Session
 		var b *Backend
 		// A refusal often means the server is moving: look again first.
-		s, b, err = c.session(ctx, p, &call.pick, attempt > 0)
+		s, b, err = c.retrySession(ctx, p, &call.pick, attempt, refusedBy)
 		if err != nil {
 			return err
 		}
@@ -354,8 +356,29 @@ func (c *Client) send(ctx context.Context, p *policy, method string, req, resp a
 			// Not run, and no time left to run it elsewhere.
 			return status.FromError(ctx.Err())
 		}
+		refusedBy = s
 	}
 	return err
+}
+
+// retrySession is session for attempt number attempt of a call. When the
+// session that refused the previous attempt comes back (it still says it
+// accepts calls: its connection broke and its reader has not noticed yet,
+// or the server's stream limit is reached), it waits a little, growing with
+// the attempt, and looks again, rather than be refused again at once.
+func (c *Client) retrySession(ctx context.Context, p *policy, pi *PickInfo, attempt int, refusedBy Session) (Session, *Backend, error) {
+	s, b, err := c.session(ctx, p, pi, attempt > 0)
+	if err != nil || refusedBy == nil || !reflect.TypeOf(s).Comparable() || s != refusedBy {
+		return s, b, err
+	}
+	t := time.NewTimer(time.Millisecond << attempt)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return nil, nil, status.FromError(ctx.Err())
+	case <-t.C:
+	}
+	return c.session(ctx, p, pi, true)
 }
 
 // admit asks the policy's guards to admit an attempt on b; a guard that
@@ -816,10 +839,11 @@ func (c *Client) open(ctx context.Context, p *policy, method string) (ClientStre
 		call.Schema = sc.Schema(call.req, call.resp)
 	}
 	var err error
+	var refusedBy Session
 	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
 		var s Session
 		var b *Backend
-		s, b, err = c.session(ctx, p, &call.pick, attempt > 0)
+		s, b, err = c.retrySession(ctx, p, &call.pick, attempt, refusedBy)
 		if err != nil {
 			return nil, err
 		}
@@ -835,6 +859,7 @@ func (c *Client) open(ctx context.Context, p *policy, method string) (ClientStre
 		if ctx.Err() != nil {
 			return nil, status.FromError(ctx.Err())
 		}
+		refusedBy = s
 	}
 	return nil, err
 }
