@@ -89,6 +89,12 @@ func (s *agreeService) expect(token string) (started chan struct{}, saw chan han
 
 // block is the body of Block and Hang: it waits for ctx and reports it.
 func (s *agreeService) block(ctx context.Context, token string) error {
+	return s.blockAfter(ctx, token, nil)
+}
+
+// blockAfter is block, running first (if not nil) once the handler counts
+// as started, so that a client that sees what first sends finds it started.
+func (s *agreeService) blockAfter(ctx context.Context, token string, first func() error) error {
 	s.mu.Lock()
 	started, saw := s.started[token], s.saw[token]
 	s.mu.Unlock()
@@ -96,6 +102,10 @@ func (s *agreeService) block(ctx context.Context, token string) error {
 		return status.Errorf(status.FailedPrecondition, "unexpected token %q", token)
 	}
 	close(started)
+	if first != nil {
+		// A failure ends the call; the context then says why.
+		_ = first()
+	}
 	var r handlerSaw
 	_, r.hasDeadline = ctx.Deadline()
 	select {
@@ -202,10 +212,7 @@ func (s *agreeService) desc() *kernel.ServiceDesc {
 			return nil
 		}),
 		kernel.ServerStreaming("Hang", func(r *aReq, st kernel.ServerStreamingServer[aResp]) error {
-			if err := st.Send(&aResp{Text: "ready"}); err != nil {
-				return err
-			}
-			return s.block(st.Context(), r.GetText())
+			return s.blockAfter(st.Context(), r.GetText(), func() error { return st.Send(&aResp{Text: "ready"}) })
 		}),
 		kernel.ClientStreaming("Concat", func(st kernel.ClientStreamingServer[aReq, aResp]) error {
 			var b strings.Builder
@@ -235,11 +242,12 @@ func (s *agreeService) desc() *kernel.ServiceDesc {
 				if m.GetText() == "fail" {
 					return status.New(status.OutOfRange, "chat says fail")
 				}
-				if err := st.Send(&aResp{Text: "re: " + m.GetText()}); err != nil {
-					return err
-				}
+				reply := func() error { return st.Send(&aResp{Text: "re: " + m.GetText()}) }
 				if token, ok := strings.CutPrefix(m.GetText(), "hold "); ok {
-					return s.block(st.Context(), token)
+					return s.blockAfter(st.Context(), token, reply)
+				}
+				if err := reply(); err != nil {
+					return err
 				}
 			}
 		}),
@@ -938,14 +946,6 @@ func agreeRows(svc *agreeService) []agreeRow {
 				"grpc-web": "connect-go reports the metadata of a failed call as one set (connect.Error.Meta), " +
 					"so this client shows that both keys arrived, not which was header and which trailer",
 			},
-			bug: map[string]string{
-				"grpc": "protocol-grpc answers an error before any message as a trailers-only response even when " +
-					"the handler set header metadata, so h-code travels in the trailers-only block and grpc-go reports " +
-					"it as trailer metadata (got header{}, and h-code=9 beside t-code=9 in grpc-go's trailer); grpc-go's own server sends a separate " +
-					"HEADERS frame when header metadata was set (http2Server.writeStatus), and the native protocol " +
-					"delivers it as header: stream.finish in plugins/protocol-grpc/stream.go should write the headers " +
-					"first when s.call.Header is not empty",
-			},
 		},
 		{
 			name: "unknown method: UNIMPLEMENTED",
@@ -978,11 +978,6 @@ func agreeRows(svc *agreeService) []agreeRow {
 			run: func(t *testing.T, ctx context.Context, c *agreeClient, _ string) outcome {
 				return c.callUnary(ctx, aMeta, []string{"grpc-agree", "r", "x-agree", "a"}, "")
 			},
-			bug: map[string]string{"axon": "the native protocol delivers request metadata under gRPC's reserved grpc- prefix " +
-				"to the handler (got resps=[\"grpc-agree=r x-agree=a\"]), while over gRPC and gRPC-Web it never arrives " +
-				"(protocol-grpc excludes grpc-* request headers from metadata; grpc-go does not send them): a handler or " +
-				"interceptor that reads such a key works natively and silently not over gRPC. The native client or server " +
-				"should drop (or refuse) grpc-* keys as the gRPC side does"},
 		},
 		{
 			name: "response metadata under the reserved grpc- prefix does not reach the client",
@@ -990,11 +985,6 @@ func agreeRows(svc *agreeService) []agreeRow {
 			run: func(t *testing.T, ctx context.Context, c *agreeClient, _ string) outcome {
 				return c.callUnary(ctx, aResv, nil, "")
 			},
-			bug: map[string]string{"axon": "the native protocol delivers header and trailer metadata a handler sets under " +
-				"gRPC's reserved grpc- prefix (got header{grpc-agree-h=1 h-ok=1} trailer{grpc-agree-t=1 t-ok=1}), while " +
-				"protocol-grpc drops them (putMD skips reservedResponse keys): the same handler gives a native client " +
-				"metadata a gRPC client never sees. The native server should drop them as the gRPC side does (or " +
-				"kernel.SetHeader/SetTrailer refuse them for every protocol)"},
 		},
 		{
 			name: "metadata value with leading and trailing spaces",

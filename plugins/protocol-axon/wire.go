@@ -93,13 +93,21 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
+// appendMD appends md, without the keys gRPC reserves for itself (see
+// reserved), so that a handler or client sees the same metadata over the
+// native protocol as over gRPC.
 func appendMD(b []byte, md metadata.MD) []byte {
 	n := 0
-	for _, vs := range md {
-		n += len(vs)
+	for k, vs := range md {
+		if !reserved(k) {
+			n += len(vs)
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(n))
 	for k, vs := range md {
+		if reserved(k) {
+			continue
+		}
 		for _, v := range vs {
 			b = appendString(b, k)
 			b = appendString(b, v)
@@ -198,4 +206,11 @@ func readWindowUpdate(r io.Reader, h frameHeader) (uint64, error) {
 		return 0, fmt.Errorf("stream %d: window update: %w", h.stream, d.err)
 	}
 	return inc, nil
+}
+
+// reserved reports whether key is one of gRPC's own ("grpc-" prefix), which
+// gRPC never delivers as metadata. grpc-status-details-bin passes: handlers
+// set it as a trailer to send status details.
+func reserved(key string) bool {
+	return len(key) >= 5 && key[:5] == "grpc-" && key != "grpc-status-details-bin"
 }

@@ -291,6 +291,12 @@ func (s *stream) finish(err error) {
 		}
 		putMD(h, trailer, name)
 	}
+	if !s.wroteHeader && hasMD(s.call.Header) {
+		// Header metadata the handler set goes in a header block of its
+		// own, as for a call that answered: a trailers-only response would
+		// deliver it as trailer metadata.
+		s.writeHeader()
+	}
 	if !s.wroteHeader {
 		h := s.w.Header()
 		s.putHeader(h)
@@ -321,4 +327,14 @@ func (s *stream) finish(err error) {
 		return
 	}
 	put(s.w.Header(), func(k string) string { return http.TrailerPrefix + k })
+}
+
+// hasMD reports whether md holds a key that putMD would send.
+func hasMD(md metadata.MD) bool {
+	for k := range md {
+		if validKey(k) && !reservedResponse(k) {
+			return true
+		}
+	}
+	return false
 }
