@@ -28,6 +28,7 @@ import (
 	"github.com/axonrpc/axon/plugins/colour"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	"github.com/axonrpc/axon/plugins/ratelimit"
+	local "github.com/axonrpc/axon/plugins/registry-local"
 	static "github.com/axonrpc/axon/plugins/registry-static"
 	"github.com/axonrpc/axon/plugins/retry"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
@@ -52,7 +53,7 @@ type govServer struct {
 // govFactories are the governance plugins and the base plugins.
 func govFactories() []kernel.Factory {
 	return []kernel.Factory{
-		tcp.Factory, native.Factory, protocodec.Factory, static.Factory, tagFactory,
+		tcp.Factory, native.Factory, protocodec.Factory, static.Factory, local.Factory, tagFactory,
 		breaker.Factory, retry.Factory, ratelimit.Factory, colour.InterceptorFactory, colour.RouterFactory,
 		balancer.RoundRobinFactory, balancer.WeightedFactory, balancer.P2CFactory, balancer.HashFactory,
 	}
@@ -441,6 +442,68 @@ func TestColourRoutesThroughTwoHops(t *testing.T) {
 	}
 	if seen[""]["canary"] != 0 || seen[""]["v1a"] == 0 || seen[""]["v1b"] == 0 {
 		t.Errorf("uncoloured calls reached %v, want v1a and v1b only", seen[""])
+	}
+}
+
+// TestColourWithLocalRegistry: servers publish their labels (instance:) in
+// the single-machine registry, and a client watching it routes coloured
+// calls by them; a server that changes its labels by reload changes where
+// calls go.
+func TestColourWithLocalRegistry(t *testing.T) {
+	dir := t.TempDir()
+	reg := fmt.Sprintf("{use: local, options: {dir: %q}}", dir)
+	conf := func(name, version string) string {
+		c := srvConf{Service: "backends", Registry: reg, Intercept: fmt.Sprintf("[{use: gov}, {use: tag, options: {value: %q}}]", name)}
+		return c.yaml() + fmt.Sprintf("instance: {labels: {version: %s}, weight: 2}\n", version)
+	}
+	startGovConfig(t, "v1a", conf("v1a", "v1"))
+	startGovConfig(t, "v1b", conf("v1b", "v1"))
+	canary := startGovConfig(t, "canary", conf("canary", "v2"))
+	cfg := parseConfig(t, fmt.Sprintf("service: caller\ntls: {mode: \"off\"}\nregistry: %s\nclient:\n"+
+		"  router: {use: rules, options: {default_labels: {version: v1}, rules: [{colour: canary, labels: {version: v2}}]}}\n", reg))
+	cl, err := kernel.BuildClient(govCatalog(t), cfg, "backends", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	waitFor(t, "the canary in the registry", func() bool {
+		tag, err := tagged(colour.With(ctx, "canary"), cl, mEcho, "x")
+		return err == nil && tag == "canary"
+	})
+	for i := range 30 {
+		cctx, want := ctx, false
+		if i%2 == 0 {
+			cctx, want = colour.With(ctx, "canary"), true
+		}
+		tag, err := tagged(cctx, cl, mEcho, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (tag == "canary") != want {
+			t.Fatalf("call %d (coloured: %v) answered by %s", i, want, tag)
+		}
+	}
+	// The canary is promoted to v1 by a reload: coloured calls now fail
+	// (their rule's fallback is fail) and it takes uncoloured ones.
+	if err := canary.rt.Apply(ctx, parseConfig(t, conf("canary", "v1"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the canary's new labels", func() bool {
+		_, err := tagged(colour.With(ctx, "canary"), cl, mEcho, "x")
+		return codeOf(err) == status.Unavailable
+	})
+	seen := map[string]bool{}
+	for range 30 {
+		tag, err := tagged(ctx, cl, mEcho, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[tag] = true
+	}
+	if !seen["canary"] {
+		t.Errorf("the promoted canary took no uncoloured call: %v", seen)
 	}
 }
 

@@ -234,7 +234,7 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 			transport: tr,
 			server:    server,
 			scheme:    schemeOf(lc.Transport, tr),
-			endpoint:  Endpoint{Address: schemeOf(lc.Transport, tr) + "://" + lc.Address},
+			endpoint:  Endpoint{Address: schemeOf(lc.Transport, tr) + "://" + lc.Address, Labels: cfg.Instance.Labels, Weight: cfg.Instance.Weight},
 		})
 	}
 	return g, nil

@@ -23,9 +23,22 @@ type Config struct {
 	TLS TLSConfig `yaml:"tls"`
 	// Registry selects the registry plugin that resolves services.
 	Registry PluginConfig `yaml:"registry"`
+	// Instance is what this server publishes about itself with its
+	// endpoints: labels (such as version: v2) that clients' routers match,
+	// and a weight for weighted balancers.
+	Instance InstanceConfig `yaml:"instance"`
 	Client   ClientConfig `yaml:"client"`
 	Server   ServerConfig `yaml:"server"`
 	Log      LogConfig    `yaml:"log"`
+}
+
+// InstanceConfig is the registry entry a server publishes besides its
+// addresses.
+type InstanceConfig struct {
+	// Labels are routing attributes, such as version: v2 (default none).
+	Labels map[string]string `yaml:"labels"`
+	// Weight is the relative share of traffic; 0 (the default) means 1.
+	Weight int `yaml:"weight" min:"0" max:"1000000"`
 }
 
 // ListenConfig is one listener.
