@@ -27,9 +27,9 @@ type Config struct {
 	// endpoints: labels (such as version: v2) that clients' routers match,
 	// and a weight for weighted balancers.
 	Instance InstanceConfig `yaml:"instance"`
-	Client   ClientConfig `yaml:"client"`
-	Server   ServerConfig `yaml:"server"`
-	Log      LogConfig    `yaml:"log"`
+	Client   ClientConfig   `yaml:"client"`
+	Server   ServerConfig   `yaml:"server"`
+	Log      LogConfig      `yaml:"log"`
 }
 
 // InstanceConfig is the registry entry a server publishes besides its
