@@ -2,6 +2,7 @@ package grpc_test
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -37,6 +38,7 @@ type fixture struct {
 	srv    kernel.ServerConn
 	ln     net.Listener
 	served sync.WaitGroup
+	active atomic.Int64 // ServeConn calls that have not returned
 
 	intercepted atomic.Int64    // calls that reached the interceptor chain
 	started     chan struct{}   // a blocking handler has started
@@ -56,6 +58,7 @@ type fixtureOpts struct {
 	limits kernel.Limits
 	cfg    *grpcproto.Config
 	codecs []kernel.Codec
+	tls    *tls.Config // if set, accepted connections are tls.Server(c, tls), handshake left to ServeConn
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -99,6 +102,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	f.addr = f.ln.Addr().String()
+	if o.tls != nil {
+		f.ln = tls.NewListener(f.ln, o.tls)
+	}
 	f.served.Add(1)
 	go func() {
 		defer f.served.Done()
@@ -110,6 +116,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 			f.served.Add(1)
 			go func() {
 				defer f.served.Done()
+				f.active.Add(1)
+				defer f.active.Add(-1)
 				f.srv.ServeConn(c)
 			}()
 		}

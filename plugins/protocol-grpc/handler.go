@@ -25,6 +25,9 @@ type handler struct {
 	cors        CORSConfig
 	maxMessage  int
 	maxMetadata int
+	// hijackClosed is told when closeAfter has closed a connection it took
+	// over from the HTTP server (ServeConn's accounting of TLS connections).
+	hijackClosed func(net.Conn)
 }
 
 // contentType is a parsed gRPC or gRPC-Web content type.
@@ -148,7 +151,7 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	}
 	s.finish(err)
 	if !h.drain(r) {
-		closeAfter(w)
+		h.closeAfter(w)
 	}
 }
 
@@ -168,7 +171,7 @@ const drainLimit = 256 << 10
 // closeAfter ends a chunked HTTP/1.1 response whose request body could not
 // be drained and closes its connection, so no other request is read from
 // it.
-func closeAfter(w http.ResponseWriter) {
+func (h *handler) closeAfter(w http.ResponseWriter) {
 	conn, bw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return
@@ -176,6 +179,9 @@ func closeAfter(w http.ResponseWriter) {
 	bw.WriteString("0\r\n\r\n") // the last chunk, with no trailers
 	bw.Flush()
 	conn.Close()
+	if h.hijackClosed != nil {
+		h.hijackClosed(conn)
+	}
 }
 
 // prepare checks everything a call needs before its handler runs: the

@@ -1,13 +1,13 @@
-// Package grpc serves gRPC (over HTTP/2, cleartext h2c) and gRPC-Web (over
-// HTTP/1.1 and HTTP/2) from Axon's dispatcher, so that the handlers and the
+// Package grpc serves gRPC (over HTTP/2: cleartext h2c, or TLS with ALPN
+// "h2") and gRPC-Web (over HTTP/1.1 and HTTP/2) from Axon's dispatcher, so that the handlers and the
 // interceptor chain that serve native Axon calls also serve any gRPC client
 // and browsers. It is the server side only: Axon clients speak the native
 // protocol, so NewSession fails (see ErrClientSide).
 //
 // It registers two protocol plugins, "grpc" and "grpc-web", which share one
 // HTTP handler accepting every gRPC and gRPC-Web content type on HTTP/1.1 and
-// h2c; they differ only in which connections they claim when several
-// protocols share a listener (see Protocol.Match). Both take the same options
+// HTTP/2; they differ only in which connections they claim when several
+// protocols share a listener (see Protocol.Match and Protocol.ALPN). Both take the same options
 // block (Config).
 package grpc
 
@@ -111,7 +111,8 @@ func canonicalAll(names []string) []string {
 	return out
 }
 
-// NewServer implements kernel.Protocol: an HTTP server (HTTP/1.1 and h2c)
+// NewServer implements kernel.Protocol: an HTTP server (HTTP/1.1 and h2c;
+// HTTP/1.1 and HTTP/2 on a *tls.Conn)
 // dispatching gRPC and gRPC-Web calls to d, with d's limits.
 func (p *Protocol) NewServer(d *kernel.Dispatcher) kernel.ServerConn {
 	return newServer(d, p.cfg)
@@ -141,9 +142,25 @@ func (p *Protocol) Match(prefix []byte) kernel.Match {
 	return m
 }
 
+// ALPN implements kernel.ALPNer, for TLS listeners shared with other
+// protocols: "grpc" answers to "h2" (gRPC runs over HTTP/2 only);
+// "grpc-web" to "h2" and "http/1.1". As with Match, the first of the two in
+// the listener's protocols gets "h2"; either serves both kinds of call.
+func (p *Protocol) ALPN() []string {
+	if p.name == "grpc" {
+		return []string{"h2"}
+	}
+	return []string{"h2", "http/1.1"}
+}
+
 // otherMethods are the HTTP/1.x request methods kernel.MatchHTTP1 leaves
 // out.
 var otherMethods = []string{"DELETE ", "PATCH ", "TRACE ", "CONNECT "}
+
+var (
+	_ kernel.Matcher = (*Protocol)(nil)
+	_ kernel.ALPNer  = (*Protocol)(nil)
+)
 
 // Factory builds the protocol named "grpc".
 var Factory = kernel.NewFactory(kernel.KindProtocol, "grpc", DefaultConfig,

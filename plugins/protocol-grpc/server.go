@@ -3,6 +3,7 @@ package grpc
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,10 @@ import (
 
 // server is the gRPC protocol's server side for one generation.
 //
-// It is Go's net/http server with Protocols HTTP/1.1 and unencrypted HTTP/2
-// (prior knowledge, as gRPC clients speak it in cleartext), not
-// golang.org/x/net/http2: since Go 1.24 the standard server speaks h2c
-// itself, so one http.Server serves gRPC, gRPC-Web over HTTP/1.1 and
+// It is Go's net/http server with Protocols HTTP/1.1, unencrypted HTTP/2
+// (prior knowledge, as gRPC clients speak it in cleartext) and HTTP/2 over
+// TLS, not golang.org/x/net/http2: since Go 1.24 the standard server speaks
+// h2c itself, so one http.Server serves gRPC, gRPC-Web over HTTP/1.1 and
 // gRPC-Web over HTTP/2 on the same connections the kernel hands over; its
 // Shutdown already sends HTTP/2 GOAWAY, lets calls in flight finish and
 // tracks connection state, which ServerConn.Shutdown needs; and it needs no
@@ -26,6 +27,16 @@ import (
 // shape, but would leave HTTP/1.1 (gRPC-Web) and draining to be done by hand.
 // The kernel's connections reach http.Server.Serve through connListener;
 // ServeConn returns when the server closes its connection.
+//
+// Under TLS the kernel hands over a *tls.Conn (its handshake done by the
+// listener's sniffer, which picked this protocol by ALPN, or not yet done
+// when the protocol has a listener of its own). It reaches http.Server as
+// is, not wrapped: net/http takes its per-connection TLS path (handshake if
+// needed, Request.TLS, and the negotiated "h2" to its HTTP/2 server through
+// TLSNextProto) only for a *tls.Conn. TLSNextProto["h2"] is set up by Serve
+// because Protocols includes HTTP/2; TLSConfig stays nil, since the
+// handshake is the kernel's (the connection's own tls.Config negotiates
+// ALPN).
 type server struct {
 	d    *kernel.Dispatcher
 	h    *handler
@@ -33,6 +44,10 @@ type server struct {
 	ln   *connListener
 	once sync.Once // starts hs.Serve on the first connection
 	done chan struct{}
+	// tlsClosed maps a *tls.Conn being served to a channel closed when the
+	// HTTP server has closed it (ConnState): such a connection cannot be a
+	// trackedConn.
+	tlsClosed sync.Map
 }
 
 // headerSlack is what the HTTP header block may hold beyond max_metadata:
@@ -45,10 +60,11 @@ const headerSlack = 2 << 10
 func newServer(d *kernel.Dispatcher, cfg Config) *server {
 	lim := d.Limits()
 	s := &server{d: d, ln: newConnListener(), done: make(chan struct{})}
-	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata)}
+	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata), hijackClosed: s.tlsDone}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
+	protos.SetUnencryptedHTTP2(true) // h2c, prior knowledge, on plaintext connections
+	protos.SetHTTP2(true)            // HTTP/2 on *tls.Conn that negotiated "h2"
 	s.hs = &http.Server{
 		Handler:           s.h,
 		Protocols:         &protos,
@@ -61,9 +77,30 @@ func newServer(d *kernel.Dispatcher, cfg Config) *server {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, peerKey{}, c.RemoteAddr())
 		},
-		ErrorLog: slog.NewLogLogger(loggerOf(d).Handler(), slog.LevelDebug),
+		ConnState: s.connState,
+		ErrorLog:  slog.NewLogLogger(loggerOf(d).Handler(), slog.LevelDebug),
 	}
 	return s
+}
+
+// connState tells ServeConn when the HTTP server is done with a TLS
+// connection. net/http reports StateClosed once it has closed a connection,
+// HTTP/2 over TLS included (its handler returns first). The one connection
+// it hands over instead (StateHijacked), the handler's closeAfter reports
+// itself once it has closed it.
+func (s *server) connState(c net.Conn, st http.ConnState) {
+	if st == http.StateClosed {
+		s.tlsDone(c)
+	}
+}
+
+// tlsDone ends ServeConn for c if c is a TLS connection being served.
+func (s *server) tlsDone(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		if ch, ok := s.tlsClosed.LoadAndDelete(tc); ok {
+			close(ch.(chan struct{}))
+		}
+	}
 }
 
 func loggerOf(d *kernel.Dispatcher) *slog.Logger {
@@ -77,7 +114,8 @@ type peerKey struct{}
 
 // ServeConn implements kernel.ServerConn: it hands conn to the HTTP server
 // and blocks until the server has closed it. After Shutdown it closes conn
-// at once.
+// at once. A *tls.Conn is served over TLS: HTTP/2 when its handshake
+// negotiated "h2", else HTTP/1.1.
 func (s *server) ServeConn(conn net.Conn) {
 	s.once.Do(func() {
 		go func() {
@@ -85,6 +123,17 @@ func (s *server) ServeConn(conn net.Conn) {
 			s.hs.Serve(s.ln) // returns once Shutdown or Close closes s.ln
 		}()
 	})
+	if tc, ok := conn.(*tls.Conn); ok {
+		closed := make(chan struct{})
+		s.tlsClosed.Store(tc, closed) // before the server can report it closed
+		if !s.ln.push(tc) {
+			s.tlsClosed.Delete(tc)
+			conn.Close()
+			return
+		}
+		<-closed
+		return
+	}
 	tc := &trackedConn{Conn: conn, closed: make(chan struct{})}
 	tc.br = bufio.NewReaderSize(conn, readBuffer)
 	if !s.ln.push(tc) {
