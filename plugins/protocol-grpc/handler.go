@@ -178,11 +178,27 @@ func (h *handler) closeAfter(w http.ResponseWriter) {
 	}
 	bw.WriteString("0\r\n\r\n") // the last chunk, with no trailers
 	bw.Flush()
-	conn.Close()
-	if h.hijackClosed != nil {
-		h.hijackClosed(conn)
-	}
+	// Closing a socket with unread bytes resets it, and a reset can
+	// destroy the response before the client reads it: half-close, discard
+	// what the client still sends for a moment, then close.
+	go func() {
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			conn.SetReadDeadline(time.Now().Add(lingerFor))
+			io.CopyN(io.Discard, conn, lingerMax)
+		}
+		conn.Close()
+		if h.hijackClosed != nil {
+			h.hijackClosed(conn)
+		}
+	}()
 }
+
+// lingerFor and lingerMax bound how long and how much closeAfter reads
+// from a connection it has half-closed.
+const (
+	lingerFor = 500 * time.Millisecond
+	lingerMax = 1 << 20
+)
 
 // prepare checks everything a call needs before its handler runs: the
 // route, the codec and its schema, the message encoding, the timeout and

@@ -224,6 +224,14 @@ type trackedConn struct {
 
 func (c *trackedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
 
+// CloseWrite half-closes the connection when the one underneath can.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("protocol.grpc: connection cannot half-close")
+}
+
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { close(c.closed) })

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -414,25 +415,48 @@ func TestCardinality(t *testing.T) {
 	}
 }
 
-// reuseClient is an HTTP/1.1 client that counts the connections it opens.
+// reuseClient is an HTTP/1.1 client that counts the connections it opens
+// and sees when the server closes one.
 type reuseClient struct {
 	client *http.Client
 	opened *atomic.Int32
+	closed chan struct{} // gets a value each time a connection's read fails
 }
 
 func (c reuseClient) conns() int { return int(c.opened.Load()) }
+
+// closeSeenConn reports the first failed read (EOF or reset: the server
+// closed the connection) on closed.
+type closeSeenConn struct {
+	net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (c *closeSeenConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.once.Do(func() { c.closed <- struct{}{} })
+	}
+	return n, err
+}
 
 func connReuse(t *testing.T) reuseClient {
 	var n atomic.Int32
 	var p http.Protocols
 	p.SetHTTP1(true)
+	closed := make(chan struct{}, 16)
 	tr := &http.Transport{Protocols: &p, MaxConnsPerHost: 1, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		n.Add(1)
 		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &closeSeenConn{Conn: c, closed: closed}, nil
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
-	return reuseClient{client: &http.Client{Transport: tr}, opened: &n}
+	return reuseClient{client: &http.Client{Transport: tr}, opened: &n, closed: closed}
 }
 
 // TestHTTP1KeepAlive checks that a gRPC-Web call with several request
@@ -472,6 +496,22 @@ func TestHTTP1KeepAlive(t *testing.T) {
 				res, out := rawCall(t, c.client, "POST", "http://"+f.addr+tc.method, h, b)
 				if i == 1 {
 					badClose = res.Close
+					if tc.conns == 2 && !badClose {
+						// The server closes the connection after a
+						// response whose headers could not say so: wait
+						// until the client has seen it, or its next call
+						// may race onto the closed connection (a race
+						// of HTTP/1.1 keep-alive that Go's client does
+						// not retry for a POST).
+						select {
+						case <-c.closed:
+							// Seen by the connection; the transport may
+							// not have dropped it from its pool yet.
+							c.client.CloseIdleConnections()
+						case <-time.After(10 * time.Second):
+							t.Fatal("the server did not close the connection after the bad call")
+						}
+					}
 				}
 				_, tr := readFrames(t, out)
 				st := res.Header.Get("Grpc-Status")
