@@ -127,3 +127,14 @@ func IsRefused(err error) bool {
 	var se *Error
 	return errors.As(err, &se) && se.refused
 }
+
+// ParseCode returns the code whose name (as Code.String gives it, such as
+// "UNAVAILABLE") is name.
+func ParseCode(name string) (Code, bool) {
+	for c := OK; c <= Unauthenticated; c++ {
+		if c.String() == name {
+			return c, true
+		}
+	}
+	return 0, false
+}

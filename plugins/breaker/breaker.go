@@ -56,7 +56,7 @@ func New(cfg Config, log *slog.Logger) *Breakers {
 	}
 	b := &Breakers{cfg: cfg, log: log, all: map[key]*entry{}}
 	for _, name := range cfg.FailureCodes {
-		c, _ := codeByName(name)
+		c, _ := status.ParseCode(name)
 		b.failures[c] = true
 	}
 	return b

@@ -65,7 +65,7 @@ func DefaultConfig() Config {
 // Validate checks the codes and that some trip condition is set.
 func (c *Config) Validate() error {
 	for i, name := range c.FailureCodes {
-		if _, ok := codeByName(name); !ok {
+		if _, ok := status.ParseCode(name); !ok {
 			return config.FieldError(fmt.Sprintf("failure_codes[%d]", i), name, "a status code name such as UNAVAILABLE")
 		}
 	}
@@ -73,15 +73,6 @@ func (c *Config) Validate() error {
 		return config.FieldError("consecutive_failures", "0", "a number of failures, or a failure_ratio above 0")
 	}
 	return nil
-}
-
-func codeByName(name string) (status.Code, bool) {
-	for c := status.OK; c <= status.Unauthenticated; c++ {
-		if c.String() == name {
-			return c, true
-		}
-	}
-	return 0, false
 }
 
 // Factory builds the breaker interceptor, named "breaker".

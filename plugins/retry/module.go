@@ -79,7 +79,7 @@ func DefaultConfig() Config {
 // Validate checks the codes and the method names.
 func (c *Config) Validate() error {
 	for i, name := range c.RetryableCodes {
-		if _, ok := codeByName(name); !ok {
+		if _, ok := status.ParseCode(name); !ok {
 			return config.FieldError(fmt.Sprintf("retryable_codes[%d]", i), name, "a status code name such as UNAVAILABLE")
 		}
 	}
@@ -92,15 +92,6 @@ func (c *Config) Validate() error {
 		return config.FieldError("max_backoff", c.MaxBackoff.String(), "at least initial_backoff")
 	}
 	return nil
-}
-
-func codeByName(name string) (status.Code, bool) {
-	for c := status.OK; c <= status.Unauthenticated; c++ {
-		if c.String() == name {
-			return c, true
-		}
-	}
-	return 0, false
 }
 
 // Factory builds the retry interceptor, named "retry".

@@ -46,7 +46,7 @@ type Retrier struct {
 func New(c Config) *Retrier {
 	r := &Retrier{cfg: c, methods: map[string]bool{}}
 	for _, name := range c.RetryableCodes {
-		code, _ := codeByName(name)
+		code, _ := status.ParseCode(name)
 		r.retryable[code] = true
 	}
 	for _, m := range c.IdempotentMethods {
