@@ -245,6 +245,7 @@ func TestGenerate(t *testing.T) {
 		{"server-streaming client method", "\tWatch(ctx context.Context, in *A, opts ...kernel.CallOption) (kernel.ServerStreamingClient[A], error)\n"},
 		{"client-streaming client method", "\tUpload(ctx context.Context, opts ...kernel.CallOption) (kernel.ClientStreamingClient[A, emptypb.Empty], error)\n"},
 		{"bidi client method", "\tTalk(ctx context.Context, opts ...kernel.CallOption) (kernel.BidiStreamingClient[emptypb.Empty, A], error)\n"},
+		{"idempotent unary call marked for retries", "\topts = append(opts, kernel.Idempotent())\n\tif err := c.cc.Invoke(ctx, Svc_Do_FullMethodName, in, out, opts...); err != nil {\n"},
 		{"server-streaming call", "\treturn kernel.OpenServerStream[A, A](ctx, c.cc, Svc_Watch_FullMethodName, in, opts...)\n"},
 		{"client-streaming call", "\treturn kernel.OpenClientStream[A, emptypb.Empty](ctx, c.cc, Svc_Upload_FullMethodName, opts...)\n"},
 		{"bidi call", "\treturn kernel.OpenBidiStream[emptypb.Empty, A](ctx, c.cc, Svc_Talk_FullMethodName, opts...)\n"},

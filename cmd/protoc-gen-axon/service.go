@@ -196,6 +196,10 @@ func genService(g *protogen.GeneratedFile, s *protogen.Service) {
 		switch m.shape {
 		case unary:
 			g.P("out := new(", m.out, ")")
+			if isIdempotent(m.Method) {
+				// The retry interceptor retries only calls marked so.
+				g.P("opts = append(opts, ", kernelIdent(g, "Idempotent"), "())")
+			}
 			g.P("if err := c.cc.Invoke(ctx, ", fullMethod, ", in, out, opts...); err != nil {")
 			g.P("return nil, err")
 			g.P("}")
