@@ -201,11 +201,12 @@ func (s *session) onStreamData(br *bufio.Reader, h frameHeader, cs *cstream) err
 	if h.flags&flagNoMessage != 0 {
 		return discard(br, int64(h.length))
 	}
-	msg := make([]byte, h.length)
-	if _, err := io.ReadFull(br, msg); err != nil {
+	msg := getRecvBuf(int(h.length))
+	if _, err := io.ReadFull(br, *msg); err != nil {
+		putRecvBuf(msg)
 		return err
 	}
-	cs.flow.push(msg, true, false)
+	cs.flow.push(msg, false)
 	return nil
 }
 
@@ -341,7 +342,9 @@ func (cs *cstream) SendMsg(m any) error {
 	if !cs.flow.spend(len(out), cs.done) {
 		return io.EOF
 	}
-	if err := cs.s.w.write(func(b []byte) []byte {
+	// Handed to the connection's stream writer: consecutive messages batch
+	// into few writes.
+	if err := cs.s.w.writeLater(func(b []byte) []byte {
 		b = appendHeader(b, len(out), frameData, 0, cs.id)
 		return append(b, out...)
 	}); err != nil {
@@ -373,9 +376,11 @@ func (cs *cstream) RecvMsg(m any) error {
 	if err != nil {
 		return err
 	}
-	err = cs.codec.Unmarshal(msg, m)
-	if g := cs.flow.taken(len(msg)); g > 0 {
-		cs.s.w.write(func(b []byte) []byte { return appendWindowUpdate(b, cs.id, g) })
+	n := len(*msg)
+	err = cs.codec.Unmarshal(*msg, m) // does not retain the bytes
+	putRecvBuf(msg)
+	if g := cs.flow.taken(n); g > 0 {
+		cs.s.w.writeLater(func(b []byte) []byte { return appendWindowUpdate(b, cs.id, g) })
 	}
 	if err != nil {
 		var se *status.Error

@@ -2,9 +2,11 @@ package native
 
 import (
 	"io"
+	"math/bits"
 	"net"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // writer coalesces frames from many goroutines into few write system calls.
@@ -14,15 +16,31 @@ import (
 // in flight there is no hand-off to another goroutine, and under load one
 // write carries many calls' frames. Pending bytes are bounded: appenders wait
 // while more than maxPending bytes are queued behind a flush.
+//
+// Streaming DATA frames take another path, writeLater: the frames are
+// appended the same way, but the flush is handed to the connection's stream
+// writer goroutine (loop) instead of being done by the sender. A stream's
+// sender then goes on encoding its next messages while a write is in the
+// kernel, and those batch into the next write; flushing inline, one stream
+// made one write per message. The goroutine starts with the first
+// writeLater and exits when the connection fails or after idle with
+// nothing handed to it. Unary calls keep the inline flush, which serves
+// their latency. All frames share one buffer, so they reach the wire in the
+// order they were appended, whoever flushes them.
 type writer struct {
 	conn net.Conn
+	idle time.Duration // how long loop waits for work before it exits
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when a flush round completes
 	buf      []byte    // pending frames
 	spare    []byte    // the buffer being written, recycled
-	flushing bool
+	flushing bool      // a flush is in progress, or handed to loop
 	err      error
+	looping  bool          // loop is running
+	failed   bool          // fail has closed closed
+	kick     chan struct{} // a flush handed to loop; sent under mu only
+	closed   chan struct{} // closed by fail
 }
 
 const (
@@ -31,8 +49,14 @@ const (
 	initialWrite = 16 << 10
 )
 
+// writerIdle is how long a connection's stream writer goroutine waits for
+// work before it exits (it exits after between one and two idle periods);
+// the next stream message starts it again. A variable for tests.
+var writerIdle = 2 * time.Second
+
 func newWriter(c net.Conn) *writer {
-	w := &writer{conn: c, buf: make([]byte, 0, initialWrite), spare: make([]byte, 0, initialWrite)}
+	w := &writer{conn: c, idle: writerIdle, buf: make([]byte, 0, initialWrite), spare: make([]byte, 0, initialWrite),
+		kick: make(chan struct{}, 1), closed: make(chan struct{})}
 	w.cond.L = &w.mu
 	return w
 }
@@ -62,6 +86,86 @@ func (w *writer) write(fill func([]byte) []byte) error {
 	runtime.Gosched()
 	w.mu.Lock()
 	return w.flushLocked()
+}
+
+// writeLater appends the frames that fill appends to the buffer, like write,
+// but does not write them itself: unless a flush is already in progress,
+// which will take them, it hands the flush to the stream writer goroutine,
+// starting it if it is not running. It returns the connection's write error,
+// if any; frames it accepted are lost if the connection fails before they
+// are written, as with write when another goroutine flushes.
+func (w *writer) writeLater(fill func([]byte) []byte) error {
+	w.mu.Lock()
+	for w.flushing && len(w.buf) > maxPending && w.err == nil {
+		w.cond.Wait()
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.buf = fill(w.buf)
+	if !w.flushing {
+		w.flushing = true
+		if !w.looping {
+			w.looping = true
+			go w.loop()
+		}
+		// Sent under mu, so loop, deciding under mu whether to exit,
+		// sees every flush handed to it.
+		signal(w.kick)
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// loop is the stream writer goroutine: it flushes what writeLater hands it.
+// It exits when the connection fails, or when a whole idle period passed
+// without work (so a busy connection does not re-arm a timer per flush).
+func (w *writer) loop() {
+	t := time.NewTimer(w.idle)
+	defer t.Stop()
+	busy := false
+	for {
+		select {
+		case <-w.kick:
+			w.mu.Lock()
+			if err := w.flushLocked(); err != nil {
+				w.stopLoop()
+				return
+			}
+			busy = true
+		case <-t.C:
+			w.mu.Lock()
+			if busy || len(w.kick) > 0 {
+				w.mu.Unlock()
+				busy = false
+				t.Reset(w.idle)
+				continue
+			}
+			w.looping = false
+			w.mu.Unlock()
+			return
+		case <-w.closed:
+			w.stopLoop()
+			return
+		}
+	}
+}
+
+// stopLoop ends loop once the connection has failed: a flush still handed
+// to it is released (nothing more can be written), and the next writeLater
+// returns the error.
+func (w *writer) stopLoop() {
+	w.mu.Lock()
+	select {
+	case <-w.kick:
+		w.flushLocked() // writes nothing: w.err is set; releases mu
+		w.mu.Lock()
+	default:
+	}
+	w.looping = false
+	w.mu.Unlock()
 }
 
 // flushLocked writes until nothing is pending; it is called with mu held
@@ -107,6 +211,10 @@ func (w *writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	if !w.failed {
+		w.failed = true
+		close(w.closed) // ends loop
+	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
 }
@@ -135,6 +243,55 @@ func putBuf(bp *[]byte) {
 		*bp = (*bp)[:0]
 		bufPool.Put(bp)
 	}
+}
+
+// Received stream messages wait in their stream's queue until the
+// application takes them, so they come from size classes rather than from
+// bufPool: a message of n bytes holds a buffer of less than 2n (at least
+// minRecvClass), never a large pooled one. A message costs its stream's
+// window n+frameCost, so what a stream buffers stays under twice its window
+// (plus one message over the window). Messages above maxRecvClass get a
+// buffer of their own. The buffer goes back after the codec's Unmarshal,
+// which does not retain its input (kernel.Codec).
+const (
+	minRecvShift = 4  // 16 bytes
+	maxRecvShift = 16 // 64 KiB
+	maxRecvClass = 1 << maxRecvShift
+)
+
+var recvPools [maxRecvShift - minRecvShift + 1]sync.Pool
+
+// recvClass returns the index of the smallest class that holds n bytes.
+func recvClass(n int) int {
+	if n <= 1<<minRecvShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minRecvShift
+}
+
+// getRecvBuf returns a buffer of length n for a received stream message.
+func getRecvBuf(n int) *[]byte {
+	if n > maxRecvClass {
+		b := make([]byte, n)
+		return &b
+	}
+	i := recvClass(n)
+	if bp, _ := recvPools[i].Get().(*[]byte); bp != nil {
+		*bp = (*bp)[:n]
+		return bp
+	}
+	b := make([]byte, n, 1<<(i+minRecvShift))
+	return &b
+}
+
+// putRecvBuf gives back a buffer from getRecvBuf once nothing refers to it.
+func putRecvBuf(bp *[]byte) {
+	c := cap(*bp)
+	if c > maxRecvClass || c < 1<<minRecvShift || c&(c-1) != 0 {
+		return
+	}
+	*bp = (*bp)[:0]
+	recvPools[recvClass(c)].Put(bp)
 }
 
 // discard skips n payload bytes without allocating them.

@@ -16,10 +16,12 @@ import (
 // frame's cost, so credit may go negative: a message larger than the window
 // is still sendable, one at a time. The receiver buffers what arrives and
 // gives the credit back in a WINDOW_UPDATE once the application has taken
-// half a window's worth. A receiver therefore never holds more than
-// window + max_message (+ frameCost) bytes of one stream; a frame that
-// arrives while the receiver already holds a full window was sent without
-// credit, and ends that stream (not the connection) with RESOURCE_EXHAUSTED.
+// a quarter of a window's worth (so a sender gets credit back well before
+// it runs out). A receiver therefore never holds more than window +
+// max_message (+ frameCost) bytes of one stream (in buffers of less than
+// twice that: see getRecvBuf); a frame that arrives while the receiver
+// already holds a full window was sent without credit, and ends that
+// stream (not the connection) with RESOURCE_EXHAUSTED.
 const (
 	defaultStreamWindow = 64 << 10
 	frameCost           = headerLen
@@ -42,15 +44,16 @@ var (
 // taker.
 type flow struct {
 	mu          sync.Mutex
-	queue       [][]byte // received messages, oldest first
-	eof         bool     // the peer half-closed: nothing follows the queue
-	err         error    // set once the stream ended for this side; io.EOF for a successful end
-	keepQueue   bool     // deliver the queue before err
-	window      int64    // the window this side grants
-	outstanding int64    // bytes received and not yet granted back
-	unacked     int64    // bytes taken and not yet granted back
-	credit      int64    // bytes this side may still send
-	unlimited   bool     // the peer does no flow control (a unary client calling a streaming method)
+	queue       []*[]byte // received messages (from getRecvBuf), oldest first, from head on
+	head        int       // queue[:head] are taken (nil)
+	eof         bool      // the peer half-closed: nothing follows the queue
+	err         error     // set once the stream ended for this side; io.EOF for a successful end
+	keepQueue   bool      // deliver the queue before err
+	window      int64     // the window this side grants
+	outstanding int64     // bytes received and not yet granted back
+	unacked     int64     // bytes taken and not yet granted back
+	credit      int64     // bytes this side may still send
+	unlimited   bool      // the peer does no flow control (a unary client calling a streaming method)
 
 	recvReady chan struct{} // signalled when the queue or the state changes
 	sendReady chan struct{} // signalled when credit arrives
@@ -86,37 +89,52 @@ func (f *flow) admit(n uint32) error {
 	return nil
 }
 
-// push queues a received message (when has is set) and records a
+// push queues a received message (when msg is not nil) and records a
 // half-close (when eof is set). It takes ownership of msg.
-func (f *flow) push(msg []byte, has, eof bool) {
+func (f *flow) push(msg *[]byte, eof bool) {
 	f.mu.Lock()
 	if f.err == nil && !f.eof {
-		if has {
+		if msg != nil {
+			if len(f.queue) == cap(f.queue) && f.head > 0 {
+				// Full, with taken slots in front: move down rather than grow.
+				n := copy(f.queue, f.queue[f.head:])
+				clear(f.queue[n:])
+				f.queue, f.head = f.queue[:n], 0
+			}
 			f.queue = append(f.queue, msg)
+			msg = nil
 		}
 		f.eof = eof
 	}
 	f.mu.Unlock()
+	if msg != nil {
+		putRecvBuf(msg) // the stream takes no more messages
+	}
 	signal(f.recvReady)
 }
 
-// take returns the next received message, io.EOF once the peer has
+// take returns the next received message, which the caller gives back
+// with putRecvBuf when it is done with it, io.EOF once the peer has
 // half-closed and the queue is empty, or the error the stream ended with.
 // It blocks until one of those or until done is closed; then it returns
 // doneErr() if doneErr is not nil, and otherwise looks again (the closer of
 // done has set the stream's error first).
-func (f *flow) take(done <-chan struct{}, doneErr func() error) ([]byte, error) {
+func (f *flow) take(done <-chan struct{}, doneErr func() error) (*[]byte, error) {
 	for {
 		f.mu.Lock()
-		if f.err != nil && (!f.keepQueue || len(f.queue) == 0) {
+		if f.err != nil && (!f.keepQueue || f.head == len(f.queue)) {
 			err := f.err
 			f.mu.Unlock()
 			return nil, err
 		}
-		if len(f.queue) > 0 {
-			m := f.queue[0]
-			f.queue[0] = nil
-			f.queue = f.queue[1:]
+		if f.head < len(f.queue) {
+			m := f.queue[f.head]
+			f.queue[f.head] = nil
+			f.head++
+			if f.head == len(f.queue) {
+				// Empty: reuse the array from its start.
+				f.queue, f.head = f.queue[:0], 0
+			}
 			f.mu.Unlock()
 			return m, nil
 		}
@@ -141,7 +159,7 @@ func (f *flow) taken(n int) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.unacked += int64(n) + frameCost
-	if f.eof || f.err != nil || f.unacked < f.window/2 {
+	if f.eof || f.err != nil || f.unacked < f.window/4 {
 		return 0
 	}
 	g := f.unacked
@@ -188,10 +206,14 @@ func (f *flow) end(err error, keep bool) bool {
 		return false
 	}
 	f.err, f.keepQueue = err, keep
+	var dropped []*[]byte
 	if !keep {
-		f.queue = nil
+		dropped, f.queue, f.head = f.queue[f.head:], nil, 0
 	}
 	f.mu.Unlock()
+	for _, m := range dropped {
+		putRecvBuf(m)
+	}
 	signal(f.recvReady)
 	signal(f.sendReady)
 	return true

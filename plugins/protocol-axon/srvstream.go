@@ -75,16 +75,17 @@ func (c *serverConn) onStreamData(br *bufio.Reader, h frameHeader, ss *srvStream
 		if err := discard(br, int64(h.length)); err != nil {
 			return err
 		}
-		ss.flow.push(nil, false, h.flags&flagEndStream != 0)
+		ss.flow.push(nil, h.flags&flagEndStream != 0)
 		return nil
 	}
-	// A queued message may wait long: it gets a buffer of its own size, so
-	// what a stream holds is bounded by its window, not by pooled capacity.
-	msg := make([]byte, h.length)
-	if _, err := io.ReadFull(br, msg); err != nil {
+	// A queued message may wait long: its buffer comes from a size class,
+	// so what a stream holds is bounded by its window (see getRecvBuf).
+	msg := getRecvBuf(int(h.length))
+	if _, err := io.ReadFull(br, *msg); err != nil {
+		putRecvBuf(msg)
 		return err
 	}
-	ss.flow.push(msg, true, h.flags&flagEndStream != 0)
+	ss.flow.push(msg, h.flags&flagEndStream != 0)
 	return nil
 }
 
@@ -153,7 +154,9 @@ func (ss *srvStream) SendMsg(m any) error {
 
 // write sends the header first if it was not sent yet (a stream always
 // sends its header before its first message), then msg as a DATA frame if
-// has is set.
+// has is set. A message is handed to the connection's stream writer
+// (writeLater), so consecutive messages batch into few writes; a header
+// alone is flushed at once.
 func (ss *srvStream) write(msg []byte, has bool) error {
 	st := ss.st
 	var hmd metadata.MD
@@ -162,7 +165,7 @@ func (ss *srvStream) write(msg []byte, has bool) error {
 		hmd = st.call.Header
 		ss.headerSent = true
 	}
-	err := st.c.w.write(func(b []byte) []byte {
+	fill := func(b []byte) []byte {
 		if header {
 			start := len(b)
 			b = appendHeader(b, 0, frameHeaders, 0, st.id)
@@ -173,7 +176,13 @@ func (ss *srvStream) write(msg []byte, has bool) error {
 			b = append(b, msg...)
 		}
 		return b
-	})
+	}
+	var err error
+	if has {
+		err = st.c.w.writeLater(fill)
+	} else {
+		err = st.c.w.write(fill)
+	}
 	if err != nil {
 		return status.Errorf(status.Unavailable, "protocol.axon: send on stream %d: %v", st.id, err)
 	}
@@ -191,9 +200,11 @@ func (ss *srvStream) RecvMsg(m any) error {
 		return err
 	}
 	st := ss.st
-	err = st.codec.Unmarshal(msg, m)
-	if g := ss.flow.taken(len(msg)); g > 0 {
-		st.c.w.write(func(b []byte) []byte { return appendWindowUpdate(b, st.id, g) })
+	n := len(*msg)
+	err = st.codec.Unmarshal(*msg, m) // does not retain the bytes
+	putRecvBuf(msg)
+	if g := ss.flow.taken(n); g > 0 {
+		st.c.w.writeLater(func(b []byte) []byte { return appendWindowUpdate(b, st.id, g) })
 	}
 	if err != nil {
 		var se *status.Error

@@ -137,6 +137,8 @@ type fixture struct {
 	svc    *testService
 	client *kernel.Client
 	tr     *tcpTransport
+	addr   string
+	stop   func() // closes the listener and shuts the server down; idempotent
 }
 
 // start serves the test service with serverCodec and cfg, and returns a
@@ -163,12 +165,17 @@ func start(t testing.TB, cfg native.Config, serverCodec, clientCodec kernel.Code
 			go srv.ServeConn(c)
 		}
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	var once sync.Once
+	f.addr = ln.Addr().String()
+	f.stop = func() {
+		once.Do(func() {
+			ln.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			srv.Shutdown(ctx)
+		})
+	}
+	t.Cleanup(f.stop)
 	f.client, err = kernel.NewClient(kernel.ClientOptions{
 		Target:     "tcp://" + ln.Addr().String(),
 		Transports: map[string]kernel.Transport{"tcp": f.tr},
