@@ -145,6 +145,10 @@ func (s *Server) Watch(req *healthpb.HealthCheckRequest, stream kernel.ServerStr
 	ctx := stream.Context()
 	last := healthpb.HealthCheckResponse_ServingStatus(-1)
 	for {
+		// Whether the server was stopping is read before the status, so
+		// that a status computed before the stop is never the last one
+		// sent.
+		stopped := s.stopped()
 		st, _, changed := s.status(req.GetService())
 		if st != last {
 			if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
@@ -152,7 +156,7 @@ func (s *Server) Watch(req *healthpb.HealthCheckRequest, stream kernel.ServerStr
 			}
 			last = st
 		}
-		if s.stopped() {
+		if stopped {
 			return status.New(status.Unavailable, "health: the server is stopping")
 		}
 		var stopping <-chan struct{}
