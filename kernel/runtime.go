@@ -258,7 +258,6 @@ func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, p
 		if !ok {
 			return nil, config.FieldError(key, name, "a protocol that recognises its connections by their first bytes, to share a listener (this one must have a listener of its own)")
 		}
-		sn.names = append(sn.names, name)
 		sn.matchers = append(sn.matchers, m)
 		var ids []string
 		if a, ok := proto.(ALPNer); ok {

@@ -87,7 +87,6 @@ func MatchHTTP1(prefix []byte) Match {
 // It closes a connection that no protocol claims, or that is silent for the
 // handshake timeout.
 type sniffer struct {
-	names    []string
 	matchers []Matcher
 	alpn     [][]string // per protocol, the ALPN IDs it answers to
 	servers  []ServerConn

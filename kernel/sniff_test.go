@@ -40,7 +40,6 @@ func (http1Matcher) Match(p []byte) Match { return MatchHTTP1(p) }
 func TestSnifferRoutesByFirstBytes(t *testing.T) {
 	axon, h2, h1 := &recordServer{make(chan string, 1)}, &recordServer{make(chan string, 1)}, &recordServer{make(chan string, 1)}
 	sn := &sniffer{
-		names:    []string{"axon", "h2", "h1"},
 		matchers: []Matcher{prefixMatcher("\xa7AXON\r\n"), prefixMatcher(HTTP2Preface), http1Matcher{}},
 		servers:  []ServerConn{axon, h2, h1},
 		timeout:  5 * time.Second,
