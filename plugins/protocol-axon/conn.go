@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,7 +42,12 @@ type writer struct {
 	failed   bool          // fail has closed closed
 	kick     chan struct{} // a flush handed to loop; sent under mu only
 	closed   chan struct{} // closed by fail
+	broken   atomic.Bool   // set once err is; read without mu
 }
+
+// isBroken reports whether a write has failed, so that no frame will reach
+// the peer any more. It takes no lock.
+func (w *writer) isBroken() bool { return w.broken.Load() }
 
 const (
 	maxPending   = 4 << 20
@@ -185,6 +191,7 @@ func (w *writer) flushLocked() error {
 		}
 		if err != nil {
 			w.err = err
+			w.broken.Store(true)
 		}
 		w.cond.Broadcast()
 	}
@@ -211,6 +218,7 @@ func (w *writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	w.broken.Store(true)
 	if !w.failed {
 		w.failed = true
 		close(w.closed) // ends loop

@@ -123,8 +123,10 @@ func newSession(conn net.Conn, o kernel.SessionOptions, cfg Config) (*session, e
 	return s, nil
 }
 
-// Accepting implements kernel.Session.
-func (s *session) Accepting() bool { return s.accepting.Load() }
+// Accepting implements kernel.Session. A session whose connection failed a
+// write stops accepting at once, before its reader has noticed, so that the
+// client sends the next call elsewhere.
+func (s *session) Accepting() bool { return s.accepting.Load() && !s.w.isBroken() }
 
 // InFlight implements kernel.Session.
 func (s *session) InFlight() int { return int(s.inflight.Load()) }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +48,13 @@ func startSession(t *testing.T, maxStreams uint64) (*session, *fakePeer) {
 // startSessionWith is startSession with the client's limits.
 func startSessionWith(t *testing.T, maxStreams uint64, lim kernel.Limits) (*session, *fakePeer) {
 	t.Helper()
+	return startSessionConn(t, maxStreams, lim, func(c net.Conn) net.Conn { return c })
+}
+
+// startSessionConn is startSessionWith over the client's end of the pipe as
+// wrap returns it.
+func startSessionConn(t *testing.T, maxStreams uint64, lim kernel.Limits, wrap func(net.Conn) net.Conn) (*session, *fakePeer) {
+	t.Helper()
 	cli, srv := net.Pipe()
 	p := &fakePeer{t: t, conn: srv, in: make(chan rawFrame, 64)}
 	go func() {
@@ -72,7 +81,7 @@ func startSessionWith(t *testing.T, maxStreams uint64, lim kernel.Limits) (*sess
 	settings := binary.AppendUvarint(nil, settingMaxStreams)
 	settings = binary.AppendUvarint(settings, maxStreams)
 	go srv.Write(append(appendHeader(preface[:len(preface):len(preface)], len(settings), frameSettings, 0, 0), settings...))
-	s, err := newSession(cli, kernel.SessionOptions{Limits: lim, Endpoint: "pipe"}, DefaultConfig())
+	s, err := newSession(wrap(cli), kernel.SessionOptions{Limits: lim, Endpoint: "pipe"}, DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,5 +390,38 @@ func TestStreamGoAway(t *testing.T) {
 	case <-s.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("session did not close after its last stream")
+	}
+}
+
+// breakableConn fails every write once broken is set; reads go on.
+type breakableConn struct {
+	net.Conn
+	broken *atomic.Bool
+}
+
+func (c breakableConn) Write(p []byte) (int, error) {
+	if c.broken.Load() {
+		return 0, errors.New("write: broken pipe (test)")
+	}
+	return c.Conn.Write(p)
+}
+
+// TestWriteFailureStopsAccepting: once a write to the connection fails, the
+// session refuses new calls at once, while its reader still waits for what
+// the server sent, so the client sends its next call elsewhere.
+func TestWriteFailureStopsAccepting(t *testing.T) {
+	var broken atomic.Bool
+	s, _ := startSessionConn(t, 10, kernel.Limits{HandshakeTimeout: 5 * time.Second}, func(c net.Conn) net.Conn {
+		return breakableConn{Conn: c, broken: &broken}
+	})
+	if !s.Accepting() {
+		t.Fatal("a new session does not accept calls")
+	}
+	broken.Store(true)
+	if err := s.w.write(func(b []byte) []byte { return appendHeader(b, 0, framePing, 0, 0) }); err == nil {
+		t.Fatal("write on a broken connection succeeded")
+	}
+	if s.Accepting() {
+		t.Fatal("the session still accepts calls after a write failed")
 	}
 }
