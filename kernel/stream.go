@@ -116,7 +116,7 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 		return r.stream(stream)
 	}
 	req := r.Method.NewRequest()
-	if err := recvOnly(stream, req, r.Method.FullName, r.Method.NewRequest); err != nil {
+	if err := recvOnly(stream, req, r.Method.FullName); err != nil {
 		return err
 	}
 	resp, err := r.handle(stream.Context(), req)
@@ -130,14 +130,16 @@ func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
 // call into m and checks that the client then half-closed. A call with no
 // request message or more than one violates the method's cardinality, which
 // gRPC answers with UNIMPLEMENTED.
-func recvOnly(s ServerStream, m any, method string, newMsg func() any) error {
+func recvOnly(s ServerStream, m any, method string) error {
 	if err := s.RecvMsg(m); err != nil {
 		if err == io.EOF {
 			return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent none", method)
 		}
 		return err
 	}
-	switch err := s.RecvMsg(newMsg()); err {
+	// A second message, if any, is decoded into m too: the call fails
+	// then, so m is not used, and the check allocates nothing.
+	switch err := s.RecvMsg(m); err {
 	case io.EOF:
 		return nil
 	case nil:
@@ -199,7 +201,7 @@ func ServerStreaming[Req, Resp any](name string, h func(*Req, ServerStreamingSer
 			method = name
 		}
 		req := new(Req)
-		if err := recvOnly(s, req, method, func() any { return new(Req) }); err != nil {
+		if err := recvOnly(s, req, method); err != nil {
 			return err
 		}
 		return h(req, ServerStreamingServer[Resp]{s})

@@ -71,16 +71,9 @@ func newWriter(c net.Conn) *writer {
 // them, unless another goroutine is flushing and will. fill must only
 // append. It returns the connection's write error, if any.
 func (w *writer) write(fill func([]byte) []byte) error {
-	w.mu.Lock()
-	for w.flushing && len(w.buf) > maxPending && w.err == nil {
-		w.cond.Wait()
-	}
-	if w.err != nil {
-		err := w.err
-		w.mu.Unlock()
+	if err := w.appendLocked(fill); err != nil {
 		return err
 	}
-	w.buf = fill(w.buf)
 	if w.flushing {
 		w.mu.Unlock()
 		return nil
@@ -94,13 +87,10 @@ func (w *writer) write(fill func([]byte) []byte) error {
 	return w.flushLocked()
 }
 
-// writeLater appends the frames that fill appends to the buffer, like write,
-// but does not write them itself: unless a flush is already in progress,
-// which will take them, it hands the flush to the stream writer goroutine,
-// starting it if it is not running. It returns the connection's write error,
-// if any; frames it accepted are lost if the connection fails before they
-// are written, as with write when another goroutine flushes.
-func (w *writer) writeLater(fill func([]byte) []byte) error {
+// appendLocked waits while a flush is in progress and more than maxPending
+// bytes are pending, then appends what fill appends. It returns with mu
+// held, or with the connection's write error and mu released.
+func (w *writer) appendLocked(fill func([]byte) []byte) error {
 	w.mu.Lock()
 	for w.flushing && len(w.buf) > maxPending && w.err == nil {
 		w.cond.Wait()
@@ -111,6 +101,19 @@ func (w *writer) writeLater(fill func([]byte) []byte) error {
 		return err
 	}
 	w.buf = fill(w.buf)
+	return nil
+}
+
+// writeLater appends the frames that fill appends to the buffer, like write,
+// but does not write them itself: unless a flush is already in progress,
+// which will take them, it hands the flush to the stream writer goroutine,
+// starting it if it is not running. It returns the connection's write error,
+// if any; frames it accepted are lost if the connection fails before they
+// are written, as with write when another goroutine flushes.
+func (w *writer) writeLater(fill func([]byte) []byte) error {
+	if err := w.appendLocked(fill); err != nil {
+		return err
+	}
 	if !w.flushing {
 		w.flushing = true
 		if !w.looping {
