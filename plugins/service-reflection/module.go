@@ -10,7 +10,7 @@ import (
 // of the application.
 var Module = fx.Module("service.reflection",
 	fx.Provide(New),
-	kernel.ProvideService(func(s *Server) *kernel.ServiceDesc { return s.Descs()[0] }),
-	kernel.ProvideService(func(s *Server) *kernel.ServiceDesc { return s.Descs()[1] }),
+	kernel.ProvideService((*Server).V1Desc),
+	kernel.ProvideService((*Server).V1AlphaDesc),
 	fx.Invoke(func(s *Server, t *kernel.ServiceTable) { s.Attach(t) }),
 )

@@ -77,16 +77,24 @@ func (s *services) GetServiceInfo() map[string]grpc.ServiceInfo {
 
 // Descs returns the descriptions of both reflection services.
 func (s *Server) Descs() []*kernel.ServiceDesc {
-	return []*kernel.ServiceDesc{
-		kernel.NewService(V1Name, kernel.BidiStreaming("ServerReflectionInfo",
-			func(st kernel.BidiStreamingServer[v1.ServerReflectionRequest, v1.ServerReflectionResponse]) error {
-				return s.v1.ServerReflectionInfo(stream[v1.ServerReflectionRequest, v1.ServerReflectionResponse]{st.ServerStream})
-			})),
-		kernel.NewService(V1AlphaName, kernel.BidiStreaming("ServerReflectionInfo",
-			func(st kernel.BidiStreamingServer[v1alpha.ServerReflectionRequest, v1alpha.ServerReflectionResponse]) error {
-				return s.v1alpha.ServerReflectionInfo(stream[v1alpha.ServerReflectionRequest, v1alpha.ServerReflectionResponse]{st.ServerStream})
-			})),
-	}
+	return []*kernel.ServiceDesc{s.V1Desc(), s.V1AlphaDesc()}
+}
+
+// V1Desc returns the description of grpc.reflection.v1.ServerReflection.
+func (s *Server) V1Desc() *kernel.ServiceDesc {
+	return kernel.NewService(V1Name, kernel.BidiStreaming("ServerReflectionInfo",
+		func(st kernel.BidiStreamingServer[v1.ServerReflectionRequest, v1.ServerReflectionResponse]) error {
+			return s.v1.ServerReflectionInfo(stream[v1.ServerReflectionRequest, v1.ServerReflectionResponse]{st.ServerStream})
+		}))
+}
+
+// V1AlphaDesc returns the description of
+// grpc.reflection.v1alpha.ServerReflection.
+func (s *Server) V1AlphaDesc() *kernel.ServiceDesc {
+	return kernel.NewService(V1AlphaName, kernel.BidiStreaming("ServerReflectionInfo",
+		func(st kernel.BidiStreamingServer[v1alpha.ServerReflectionRequest, v1alpha.ServerReflectionResponse]) error {
+			return s.v1alpha.ServerReflectionInfo(stream[v1alpha.ServerReflectionRequest, v1alpha.ServerReflectionResponse]{st.ServerStream})
+		}))
 }
 
 // stream presents an Axon server stream as the grpc-go stream that the
