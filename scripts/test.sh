@@ -53,3 +53,8 @@ done
 
 echo "== bench module builds"
 (cd bench && go build ./... && go test -count=1 ./...)
+
+# The codec comparison harness runs (one short round: its figures here mean
+# nothing, only that it still works).
+echo "== codecbench smoke run"
+go run ./plugins/codec-binary/internal/codecbench -rounds 1 -benchtime 20ms

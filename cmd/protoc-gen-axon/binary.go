@@ -163,7 +163,17 @@ func genBinary(g *protogen.GeneratedFile, m *protogen.Message, fps *fingerprinte
 		g.P()
 	}
 
-	// Decode.
+	// Decode. The Decoder is a local of AxonUnmarshal, which calls only
+	// concrete methods with it, so it stays on the stack.
+	g.P("// AxonUnmarshal replaces m with the ", m.GoIdent.GoName, " that src encodes; see ", x.wire("Unmarshal"), ".")
+	g.P("func (m *", typ, ") AxonUnmarshal(src []byte, o ", x.wire("Options"), ") error {")
+	g.P("*m = ", typ, "{}")
+	g.P("var d ", x.wire("Decoder"))
+	g.P("d.Begin(src, o)")
+	g.P("m.AxonDecode(&d)")
+	g.P("return d.End(", strquote(full), ")")
+	g.P("}")
+	g.P()
 	g.P("// AxonDecode decodes the binary encoding of a ", m.GoIdent.GoName, " from d into m, which")
 	g.P("// must be empty (new or Reset).")
 	g.P("func (m *", typ, ") AxonDecode(d *", x.wire("Decoder"), ") error {")

@@ -158,6 +158,15 @@ func (m *SayRequest) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the SayRequest that src encodes; see wire.Unmarshal.
+func (m *SayRequest) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = SayRequest{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.SayRequest")
+}
+
 // AxonDecode decodes the binary encoding of a SayRequest from d into m, which
 // must be empty (new or Reset).
 func (m *SayRequest) AxonDecode(d *wire.Decoder) error {
@@ -193,6 +202,15 @@ func (m *SayResponse) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the SayResponse that src encodes; see wire.Unmarshal.
+func (m *SayResponse) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = SayResponse{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.SayResponse")
 }
 
 // AxonDecode decodes the binary encoding of a SayResponse from d into m, which
@@ -249,6 +267,15 @@ func (m *Order) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the Order that src encodes; see wire.Unmarshal.
+func (m *Order) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Order{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.Order")
 }
 
 // AxonDecode decodes the binary encoding of a Order from d into m, which
@@ -317,6 +344,15 @@ func (m *Customer) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the Customer that src encodes; see wire.Unmarshal.
+func (m *Customer) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Customer{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.Customer")
+}
+
 // AxonDecode decodes the binary encoding of a Customer from d into m, which
 // must be empty (new or Reset).
 func (m *Customer) AxonDecode(d *wire.Decoder) error {
@@ -361,6 +397,15 @@ func (m *Address) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the Address that src encodes; see wire.Unmarshal.
+func (m *Address) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Address{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.Address")
 }
 
 // AxonDecode decodes the binary encoding of a Address from d into m, which
@@ -409,6 +454,15 @@ func (m *Item) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the Item that src encodes; see wire.Unmarshal.
+func (m *Item) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Item{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.Item")
 }
 
 // AxonDecode decodes the binary encoding of a Item from d into m, which
@@ -471,6 +525,15 @@ func (m *OrderSummary) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the OrderSummary that src encodes; see wire.Unmarshal.
+func (m *OrderSummary) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = OrderSummary{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.example.v1.OrderSummary")
 }
 
 // AxonDecode decodes the binary encoding of a OrderSummary from d into m, which

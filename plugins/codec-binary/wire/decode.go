@@ -4,12 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sync"
 	"unicode/utf8"
 	"unsafe"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -54,27 +52,12 @@ type Options struct {
 }
 
 // Unmarshal decodes src, the encoding of one message, into m after
-// resetting it. It does not check a schema fingerprint (the encoding holds
-// none: see the package doc); malformed input is a *DecodeError. Unmarshal
-// never panics, checks every length and count against the bytes left before
-// it slices or allocates, and rejects trailing bytes.
-func Unmarshal(src []byte, m Message, o Options) error {
-	m.Reset()
-	d := decoderPool.Get().(*Decoder)
-	d.reset(src, o)
-	err := m.AxonDecode(d)
-	if left := d.left(); err == nil && left != 0 {
-		d.fail(fmt.Sprintf("%d bytes after the end of the message", left))
-		err = d.err
-	}
-	if err != nil {
-		if de, ok := err.(*DecodeError); ok {
-			de.Type = typeName(m)
-		}
-	}
-	d.release()
-	return err
-}
+// resetting it; it is m.AxonUnmarshal(src, o). It does not check a schema
+// fingerprint (the encoding holds none: see the package doc); malformed
+// input is a *DecodeError. Unmarshal never panics, checks every length and
+// count against the bytes left before it slices or allocates, and rejects
+// trailing bytes.
+func Unmarshal(src []byte, m Message, o Options) error { return m.AxonUnmarshal(src, o) }
 
 // FingerprintMismatch returns the FAILED_PRECONDITION status of a message
 // whose schema fingerprint at the sender (the peer that sent its
@@ -84,15 +67,6 @@ func FingerprintMismatch(msg string, sender, receiver uint64) *status.Error {
 		"message %s: schema fingerprint mismatch: sender 0x%016x, receiver 0x%016x (both sides must be generated from the same .proto, or use the proto codec)",
 		msg, sender, receiver)
 }
-
-func typeName(m Message) string {
-	if pm, ok := m.(interface{ ProtoReflect() protoreflect.Message }); ok {
-		return string(pm.ProtoReflect().Descriptor().FullName())
-	}
-	return fmt.Sprintf("%T", m)
-}
-
-var decoderPool = sync.Pool{New: func() any { return new(Decoder) }}
 
 // DecodeError describes malformed input.
 type DecodeError struct {
@@ -119,9 +93,8 @@ func (e *DecodeError) Error() string {
 // generated code checks the error once per message (Leave).
 //
 // It reads at an offset into the input rather than re-slicing it, and
-// fills an Arena chunk up to an offset rather than appending to it: a read
-// then stores an integer, not a pointer, into the (heap-allocated) Decoder,
-// so it costs no write barrier while the garbage collector runs.
+// fills an Arena chunk up to an offset rather than appending to it, so that
+// most reads store an integer, not a pointer.
 type Decoder struct {
 	b       []byte // the whole input
 	i       int    // offset of the first unread byte
@@ -132,21 +105,29 @@ type Decoder struct {
 	err     *DecodeError
 }
 
-// reset starts decoding src. It assigns field by field: a pooled Decoder
-// is already empty (release), and assigning the whole struct costs a bulk
-// write barrier while the garbage collector runs.
-func (d *Decoder) reset(src []byte, o Options) {
+// Begin starts decoding src, the encoding of a top-level message, with the
+// options o. Generated AxonUnmarshal methods call it on a Decoder of their
+// own, which then lives on the stack: a Decoder is used by one goroutine
+// for one message and is not reused.
+func (d *Decoder) Begin(src []byte, o Options) {
 	d.b, d.i, d.depth, d.strings = src, 0, o.MaxDepth, o.Strings
 	if d.depth <= 0 {
 		d.depth = DefaultMaxDepth
 	}
 }
 
-// release returns d to the pool without references to the input, the arena
-// or an error.
-func (d *Decoder) release() {
-	d.b, d.chunk, d.used, d.err = nil, nil, 0, nil
-	decoderPool.Put(d)
+// End finishes decoding the top-level message name, whose body must have
+// used the whole input, and returns the first error, a *DecodeError, or
+// nil.
+func (d *Decoder) End(name string) error {
+	if d.err == nil && d.i != len(d.b) {
+		d.fail(fmt.Sprintf("%d bytes after the end of the message", d.left()))
+	}
+	if d.err == nil {
+		return nil
+	}
+	d.err.Type = name
+	return d.err
 }
 
 // left returns the number of unread bytes.
@@ -222,24 +203,60 @@ func (d *Decoder) Uvarint() uint64 {
 }
 
 func (d *Decoder) uvarintSlow() uint64 {
-	b := d.b[d.i:]
-	if len(b) >= 10 {
-		// Enough bytes for any varint: no length check per byte.
-		var v uint64
-		for i, c := range b[:10] {
-			if c < 0x80 {
-				if i == 9 && c > 1 {
-					break
-				}
-				d.i += i + 1
-				return v | uint64(c)<<(7*i)
-			}
-			v |= uint64(c&0x7f) << (7 * i)
-		}
-		d.fail("varint overflows 64 bits")
-		return 0
+	i := d.i
+	if len(d.b)-i < 10 {
+		return d.uvarintShort()
 	}
-	v, n := binary.Uvarint(b)
+	// Enough bytes for any varint, so no length check per byte; unrolled,
+	// since a loop costs more than the bytes for the 2- to 5-byte varints
+	// that get here most. s[0] has its high bit set (Uvarint took the
+	// one-byte case).
+	s := d.b[i : i+10 : i+10]
+	v := uint64(s[0]) - 0x80
+	c := uint64(s[1])
+	if c < 0x80 {
+		d.i = i + 2
+		return v | c<<7
+	}
+	v |= (c - 0x80) << 7
+	c = uint64(s[2])
+	if c < 0x80 {
+		d.i = i + 3
+		return v | c<<14
+	}
+	v |= (c - 0x80) << 14
+	c = uint64(s[3])
+	if c < 0x80 {
+		d.i = i + 4
+		return v | c<<21
+	}
+	v |= (c - 0x80) << 21
+	c = uint64(s[4])
+	if c < 0x80 {
+		d.i = i + 5
+		return v | c<<28
+	}
+	v |= (c - 0x80) << 28
+	for k := 5; k < 9; k++ {
+		c = uint64(s[k])
+		if c < 0x80 {
+			d.i = i + k + 1
+			return v | c<<(7*k)
+		}
+		v |= (c - 0x80) << (7 * k)
+	}
+	if c = uint64(s[9]); c <= 1 {
+		d.i = i + 10
+		return v | c<<63
+	}
+	d.fail("varint overflows 64 bits")
+	return 0
+}
+
+// uvarintShort reads a varint near the end of the input, checking the
+// length at every byte.
+func (d *Decoder) uvarintShort() uint64 {
+	v, n := binary.Uvarint(d.b[d.i:])
 	if n <= 0 {
 		if n == 0 {
 			d.fail("truncated varint")

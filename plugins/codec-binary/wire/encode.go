@@ -38,11 +38,10 @@ type Message interface {
 	// extended slice; a nil message encodes as empty. It
 	// allocates only when b lacks capacity.
 	AxonAppend(b []byte) []byte
-	// AxonDecode decodes a body from d into the message, which must be
-	// empty.
-	AxonDecode(d *Decoder) error
-	// Reset makes the message empty (protoc-gen-go generates it).
-	Reset()
+	// AxonUnmarshal replaces the message with the one src encodes, with
+	// the options o (see Unmarshal). Generated code also has AxonDecode,
+	// which decodes a nested body from a Decoder into an empty message.
+	AxonUnmarshal(src []byte, o Options) error
 }
 
 // Marshal appends the encoding of m (its body) to b. It allocates only when

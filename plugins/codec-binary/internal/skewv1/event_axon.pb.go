@@ -88,6 +88,15 @@ func (m *Event) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the Event that src encodes; see wire.Unmarshal.
+func (m *Event) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Event{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.skew.Event")
+}
+
 // AxonDecode decodes the binary encoding of a Event from d into m, which
 // must be empty (new or Reset).
 func (m *Event) AxonDecode(d *wire.Decoder) error {

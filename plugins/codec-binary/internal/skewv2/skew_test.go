@@ -65,10 +65,9 @@ type oldEvent struct {
 
 func (o *oldEvent) AxonFingerprint() uint64    { return o.fp }
 func (o *oldEvent) AxonAppend(b []byte) []byte { return append(b, o.body...) }
-func (o *oldEvent) AxonDecode(*wire.Decoder) error {
+func (o *oldEvent) AxonUnmarshal([]byte, wire.Options) error {
 	return fmt.Errorf("a version-2 body must never reach a version-1 decoder")
 }
-func (o *oldEvent) Reset() {}
 
 // mismatch is the text CompareSchema gives for a message of role
 // ("request" or "response") whose fingerprints differ.

@@ -95,6 +95,15 @@ func (m *Scalars) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the Scalars that src encodes; see wire.Unmarshal.
+func (m *Scalars) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Scalars{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.Scalars")
+}
+
 // AxonDecode decodes the binary encoding of a Scalars from d into m, which
 // must be empty (new or Reset).
 func (m *Scalars) AxonDecode(d *wire.Decoder) error {
@@ -572,6 +581,15 @@ func (m *All) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the All that src encodes; see wire.Unmarshal.
+func (m *All) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = All{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.All")
+}
+
 // AxonDecode decodes the binary encoding of a All from d into m, which
 // must be empty (new or Reset).
 func (m *All) AxonDecode(d *wire.Decoder) error {
@@ -1045,6 +1063,15 @@ func (m *All_Nested) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the All_Nested that src encodes; see wire.Unmarshal.
+func (m *All_Nested) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = All_Nested{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.All.Nested")
+}
+
 // AxonDecode decodes the binary encoding of a All_Nested from d into m, which
 // must be empty (new or Reset).
 func (m *All_Nested) AxonDecode(d *wire.Decoder) error {
@@ -1090,6 +1117,15 @@ func (m *All_Nested_Inner) AxonAppend(b []byte) []byte {
 	return b
 }
 
+// AxonUnmarshal replaces m with the All_Nested_Inner that src encodes; see wire.Unmarshal.
+func (m *All_Nested_Inner) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = All_Nested_Inner{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.All.Nested.Inner")
+}
+
 // AxonDecode decodes the binary encoding of a All_Nested_Inner from d into m, which
 // must be empty (new or Reset).
 func (m *All_Nested_Inner) AxonDecode(d *wire.Decoder) error {
@@ -1118,6 +1154,15 @@ func (*Empty) AxonFingerprint() uint64 { return 0x1171997f0b6fc66b }
 
 // AxonAppend appends the binary encoding of m, without fingerprint, to b.
 func (*Empty) AxonAppend(b []byte) []byte { return append(b, 0) }
+
+// AxonUnmarshal replaces m with the Empty that src encodes; see wire.Unmarshal.
+func (m *Empty) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Empty{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.Empty")
+}
 
 // AxonDecode decodes the binary encoding of a Empty from d into m, which
 // must be empty (new or Reset).
@@ -1154,6 +1199,15 @@ func (m *Node) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the Node that src encodes; see wire.Unmarshal.
+func (m *Node) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = Node{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.Node")
 }
 
 // AxonDecode decodes the binary encoding of a Node from d into m, which
@@ -1219,6 +1273,15 @@ func (m *OrderEvent) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the OrderEvent that src encodes; see wire.Unmarshal.
+func (m *OrderEvent) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = OrderEvent{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.OrderEvent")
 }
 
 // AxonDecode decodes the binary encoding of a OrderEvent from d into m, which
@@ -1290,6 +1353,15 @@ func (m *LineItem) AxonAppend(b []byte) []byte {
 	}
 	b[i] = p0
 	return b
+}
+
+// AxonUnmarshal replaces m with the LineItem that src encodes; see wire.Unmarshal.
+func (m *LineItem) AxonUnmarshal(src []byte, o wire.Options) error {
+	*m = LineItem{}
+	var d wire.Decoder
+	d.Begin(src, o)
+	m.AxonDecode(&d)
+	return d.End("axon.test.binary.v1.LineItem")
 }
 
 // AxonDecode decodes the binary encoding of a LineItem from d into m, which
