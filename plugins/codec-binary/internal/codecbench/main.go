@@ -82,7 +82,7 @@ func main() {
 	}
 
 	l := kernel.DefaultLimits()
-	codecs := []kernel.Codec{binary.New(l), protocodec.Codec{MaxDepth: l.MaxDecodeDepth}}
+	codecs := []kernel.Codec{binary.New(l), protocodec.Codec{MaxDepth: l.MaxDecodeDepth}, plainProto{}}
 	if *withJSON {
 		codecs = append(codecs, jsoncodec.New(l))
 	}
@@ -122,11 +122,13 @@ func main() {
 		}
 	}
 
-	fmt.Printf("median of %d rounds, %s each; ratio = proto's ns/op ÷ this row's (higher is faster)\n\n", *rounds, *benchtime)
-	fmt.Printf("%-6s %-5s %-6s %10s %8s %10s %7s %7s\n", "msg", "mode", "codec", "ns/op", "allocs", "B/op", "bytes", "ratio")
+	fmt.Printf("median of %d rounds, %s each; a ratio is the peer's ns/op ÷ this row's (higher is faster):\n", *rounds, *benchtime)
+	fmt.Printf("÷proto against the proto codec, ÷proto.Marshal against proto.Marshal+proto.Unmarshal\n\n")
+	fmt.Printf("%-6s %-5s %-13s %10s %8s %10s %7s %7s %14s\n", "msg", "mode", "codec", "ns/op", "allocs", "B/op", "bytes", "÷proto", "÷proto.Marshal")
 	for _, m := range messages() {
 		for _, mode := range []string{"reuse", "new"} {
 			base := median(results[key{m.name, "proto", mode}])
+			plain := median(results[key{m.name, plainProto{}.Name(), mode}])
 			names := []string{}
 			for _, c := range codecs {
 				names = append(names, c.Name())
@@ -141,8 +143,8 @@ func main() {
 				if n, ok := sizes[key{m.name, name, ""}]; ok {
 					size = fmt.Sprint(n)
 				}
-				fmt.Printf("%-6s %-5s %-6s %10.1f %8d %10d %7s %6.2fx\n", m.name, mode, name, med,
-					rs[0].AllocsPerOp(), rs[0].AllocedBytesPerOp(), size, base/med)
+				fmt.Printf("%-6s %-5s %-13s %10.1f %8d %10d %7s %6.2fx %13.2fx\n", m.name, mode, name, med,
+					rs[0].AllocsPerOp(), rs[0].AllocedBytesPerOp(), size, base/med, plain/med)
 			}
 		}
 	}
@@ -208,6 +210,17 @@ func roundTrip(c kernel.Codec, m message, fresh bool, size int) func(*testing.B)
 		sink = out
 	}
 }
+
+// plainProto is the baseline DESIGN.md names, proto.Marshal and
+// proto.Unmarshal: unlike the proto codec, which appends to the caller's
+// buffer, proto.Marshal allocates the encoding every time.
+type plainProto struct{}
+
+func (plainProto) Name() string { return "proto.Marshal" }
+
+func (plainProto) Marshal(_ []byte, v any) ([]byte, error) { return proto.Marshal(v.(proto.Message)) }
+
+func (plainProto) Unmarshal(src []byte, v any) error { return proto.Unmarshal(src, v.(proto.Message)) }
 
 // run runs the benchmark f and exits if it failed (testing.Benchmark
 // then returns no iterations).
