@@ -107,7 +107,7 @@ func (s *session) NewStream(ctx context.Context, call *kernel.ClientCall) (kerne
 	}
 	cs := &cstream{s: s, ctx: ctx, method: call.Method, codec: call.Codec, headerOut: call.Header, trailerOut: call.Trailer,
 		done: make(chan struct{}), gotHeader: make(chan struct{})}
-	cs.flow.init(s.window, s.peerWindow, false)
+	cs.flow.init(s.window, s.maxWin, s.peerWindow, false)
 	s.inflight.Add(1)
 
 	registered, refused := false, false
@@ -183,7 +183,7 @@ func (s *session) onStreamData(br *bufio.Reader, h frameHeader, cs *cstream) err
 	if h.length > uint32(s.limits.MaxMessage) {
 		se = status.Errorf(status.ResourceExhausted, "response message of %d bytes exceeds the limit of %d bytes", h.length, s.limits.MaxMessage)
 	} else {
-		switch err := cs.flow.admit(h.length); err {
+		switch err := cs.flow.admit(h.length, h.flags&flagBlocked != 0); err {
 		case nil:
 		case errOverWindow:
 			se = status.Errorf(status.ResourceExhausted, "protocol.axon: stream %d: the server sent past its flow control window of %d bytes", h.stream, s.window)
@@ -339,13 +339,14 @@ func (cs *cstream) SendMsg(m any) error {
 	if uint64(len(out)) > uint64(cs.s.peerMaxMessage) {
 		return status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the server's limit of %d bytes", len(out), cs.s.peerMaxMessage)
 	}
-	if !cs.flow.spend(len(out), cs.done) {
+	flags, ok := cs.flow.spend(len(out), cs.done)
+	if !ok {
 		return io.EOF
 	}
 	// Handed to the connection's stream writer: consecutive messages batch
 	// into few writes.
 	if err := cs.s.w.writeLater(func(b []byte) []byte {
-		b = appendHeader(b, len(out), frameData, 0, cs.id)
+		b = appendHeader(b, len(out), frameData, flags, cs.id)
 		return append(b, out...)
 	}); err != nil {
 		// The connection broke; the reader ends the stream with its status.

@@ -22,10 +22,20 @@ import (
 // twice that: see getRecvBuf); a frame that arrives while the receiver
 // already holds a full window was sent without credit, and ends that
 // stream (not the connection) with RESOURCE_EXHAUSTED.
+//
+// A receiver's window grows while its application keeps up. A sender marks
+// the DATA frame that uses up its credit (flagBlocked); if this side holds
+// at most a quarter of the window unread when such a frame arrives, the
+// window, not the reader, is what limits the stream (credit comes back too
+// slowly for the link), so the receiver doubles the window, up to
+// stream_window_max, and grants the difference with the next credit it
+// gives back. A stream whose application does not read never grows: what
+// it buffers stays bounded by the window it had.
 const (
-	defaultStreamWindow = 64 << 10
-	frameCost           = headerLen
-	maxCredit           = 1 << 40 // credit saturates here; a peer cannot overflow it
+	defaultStreamWindow    = 64 << 10
+	defaultMaxStreamWindow = 256 << 10
+	frameCost              = headerLen
+	maxCredit              = 1 << 40 // credit saturates here; a peer cannot overflow it
 )
 
 var (
@@ -49,7 +59,9 @@ type flow struct {
 	eof         bool      // the peer half-closed: nothing follows the queue
 	err         error     // set once the stream ended for this side; io.EOF for a successful end
 	keepQueue   bool      // deliver the queue before err
-	window      int64     // the window this side grants
+	window      int64     // the window this side grants now
+	maxWindow   int64     // what window may grow to
+	grow        bool      // the window held the peer back: grow it when credit is next given back
 	outstanding int64     // bytes received and not yet granted back
 	unacked     int64     // bytes taken and not yet granted back
 	credit      int64     // bytes this side may still send
@@ -59,8 +71,8 @@ type flow struct {
 	sendReady chan struct{} // signalled when credit arrives
 }
 
-func (f *flow) init(window, credit int64, unlimited bool) {
-	f.window, f.credit, f.unlimited = window, credit, unlimited
+func (f *flow) init(window, maxWindow, credit int64, unlimited bool) {
+	f.window, f.maxWindow, f.credit, f.unlimited = window, max(window, maxWindow), credit, unlimited
 	f.recvReady = make(chan struct{}, 1)
 	f.sendReady = make(chan struct{}, 1)
 }
@@ -73,10 +85,11 @@ func signal(c chan struct{}) {
 }
 
 // admit reserves room for a DATA frame of n payload bytes before its
-// payload is read, so nothing is allocated for a frame sent without credit.
-// It returns errSkip when the stream takes no more messages and
-// errOverWindow when the peer had no credit.
-func (f *flow) admit(n uint32) error {
+// payload is read, so nothing is allocated for a frame sent without credit;
+// blocked says the frame used up the peer's credit (flagBlocked). It
+// returns errSkip when the stream takes no more messages and errOverWindow
+// when the peer had no credit.
+func (f *flow) admit(n uint32, blocked bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
@@ -84,6 +97,9 @@ func (f *flow) admit(n uint32) error {
 		return errSkip
 	case f.outstanding >= f.window:
 		return errOverWindow
+	}
+	if blocked && f.outstanding-f.unacked <= f.window/4 && f.window < f.maxWindow {
+		f.grow = true
 	}
 	f.outstanding += int64(n) + frameCost
 	return nil
@@ -154,35 +170,47 @@ func (f *flow) take(done <-chan struct{}, doneErr func() error) (*[]byte, error)
 }
 
 // taken records that a message of n bytes was taken and returns the credit
-// to grant the peer in a WINDOW_UPDATE now, or 0.
+// to grant the peer in a WINDOW_UPDATE now, or 0. When the window is to
+// grow, the grant includes the growth and goes at once.
 func (f *flow) taken(n int) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.unacked += int64(n) + frameCost
-	if f.eof || f.err != nil || f.unacked < f.window/4 {
+	if f.eof || f.err != nil || (f.unacked < f.window/4 && !f.grow) {
 		return 0
 	}
 	g := f.unacked
 	f.unacked = 0
 	f.outstanding -= g
+	if f.grow {
+		f.grow = false
+		old := f.window
+		f.window = min(2*old, f.maxWindow)
+		g += f.window - old
+	}
 	return g
 }
 
 // spend waits for positive credit and takes a frame of n payload bytes from
-// it. It returns false, spending nothing, if done is closed first.
-func (f *flow) spend(n int, done <-chan struct{}) bool {
+// it. It returns the DATA frame's flags: flagBlocked when the frame uses up
+// the credit, else 0. ok is false, and nothing is spent, if done is closed
+// first.
+func (f *flow) spend(n int, done <-chan struct{}) (flags byte, ok bool) {
 	for {
 		f.mu.Lock()
 		if f.unlimited || f.credit > 0 {
 			f.credit -= int64(n) + frameCost
+			if !f.unlimited && f.credit <= 0 {
+				flags = flagBlocked
+			}
 			f.mu.Unlock()
-			return true
+			return flags, true
 		}
 		f.mu.Unlock()
 		select {
 		case <-f.sendReady:
 		case <-done:
-			return false
+			return 0, false
 		}
 	}
 }

@@ -22,11 +22,15 @@ type Config struct {
 	// buffers before the peer must wait for the application to read. A
 	// message larger than the window is still accepted, one at a time.
 	StreamWindow config.Size `yaml:"stream_window" min:"1KiB" max:"1GiB"`
+	// StreamWindowMax is what a stream's window may grow to while its
+	// application reads as fast as the peer sends (see flow.go); set it to
+	// stream_window, or lower, to keep windows fixed. Default 256 KiB.
+	StreamWindowMax config.Size `yaml:"stream_window_max" min:"1KiB" max:"1GiB"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{WorkerIdle: 10 * time.Second, StreamWindow: defaultStreamWindow}
+	return Config{WorkerIdle: 10 * time.Second, StreamWindow: defaultStreamWindow, StreamWindowMax: defaultMaxStreamWindow}
 }
 
 // window returns the stream window, defaulted.
@@ -35,6 +39,15 @@ func (c Config) window() int64 {
 		return defaultStreamWindow
 	}
 	return int64(c.StreamWindow)
+}
+
+// maxWindow returns what a stream window may grow to, defaulted; never
+// less than window.
+func (c Config) maxWindow() int64 {
+	if c.StreamWindowMax <= 0 {
+		return max(defaultMaxStreamWindow, c.window())
+	}
+	return max(int64(c.StreamWindowMax), c.window())
 }
 
 // Protocol is the native protocol's instance for one generation.

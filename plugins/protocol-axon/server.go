@@ -22,6 +22,7 @@ type server struct {
 	d       *kernel.Dispatcher
 	limits  kernel.Limits
 	window  int64 // the flow-control window granted to each client stream
+	maxWin  int64 // what that window may grow to
 	workers workerPool
 
 	mu       sync.Mutex
@@ -30,7 +31,7 @@ type server struct {
 }
 
 func newServer(d *kernel.Dispatcher, cfg Config) *server {
-	return &server{d: d, limits: d.Limits(), window: cfg.window(), conns: make(map[*serverConn]struct{}),
+	return &server{d: d, limits: d.Limits(), window: cfg.window(), maxWin: cfg.maxWindow(), conns: make(map[*serverConn]struct{}),
 		workers: workerPool{idle: cfg.WorkerIdle, work: make(chan *sstream), quit: make(chan struct{})}}
 }
 

@@ -26,6 +26,7 @@ type session struct {
 	endpoint string
 
 	window int64 // the flow-control window granted to each server stream
+	maxWin int64 // what that window may grow to
 
 	// From the server's SETTINGS.
 	peerMaxMessage uint32
@@ -63,7 +64,7 @@ var pendingPool = sync.Pool{New: func() any { return &pending{done: make(chan st
 
 func newSession(conn net.Conn, o kernel.SessionOptions, cfg Config) (*session, error) {
 	lim := o.Limits.WithDefaults()
-	s := &session{conn: conn, w: newWriter(conn), limits: lim, endpoint: o.Endpoint, window: cfg.window(),
+	s := &session{conn: conn, w: newWriter(conn), limits: lim, endpoint: o.Endpoint, window: cfg.window(), maxWin: cfg.maxWindow(),
 		calls: make(map[uint32]*pending), abandoned: make(map[uint32]struct{}), nextID: 1, done: make(chan struct{}),
 		streams: make(map[uint32]*cstream), sentSchema: make(map[string]string)}
 	settings := binary.AppendUvarint(nil, settingMaxMessage)

@@ -35,7 +35,7 @@ type srvStream struct {
 // streaming method: it grants no window, so sends are not limited by one.
 func (c *serverConn) startStream(st *sstream, flowControl bool) {
 	ss := &srvStream{st: st, maxSend: c.peerMaxMessage}
-	ss.flow.init(c.srv.window, c.peerWindow, !flowControl)
+	ss.flow.init(c.srv.window, c.srv.maxWin, c.peerWindow, !flowControl)
 	base, cancelCause := context.WithCancelCause(c.ctx)
 	ctx, cancel := base, context.CancelFunc(func() { cancelCause(nil) })
 	if st.timeout > 0 {
@@ -57,7 +57,7 @@ func (c *serverConn) onStreamData(br *bufio.Reader, h frameHeader, ss *srvStream
 	if h.length > uint32(c.srv.limits.MaxMessage) {
 		se = status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", h.length, c.srv.limits.MaxMessage)
 	} else {
-		switch err := ss.flow.admit(h.length); err {
+		switch err := ss.flow.admit(h.length, h.flags&flagBlocked != 0); err {
 		case nil:
 		case errOverWindow:
 			se = status.Errorf(status.ResourceExhausted, "protocol.axon: stream %d: the client sent past its flow control window of %d bytes", h.stream, c.srv.window)
@@ -126,7 +126,7 @@ func (ss *srvStream) SendHeader(md metadata.MD) error {
 			return err
 		}
 	}
-	return ss.write(nil, false)
+	return ss.write(nil, false, 0)
 }
 
 // SendMsg implements kernel.ServerStream. It blocks while the client's
@@ -146,18 +146,19 @@ func (ss *srvStream) SendMsg(m any) error {
 	if uint64(len(out)) > uint64(ss.maxSend) {
 		return status.Errorf(status.ResourceExhausted, "response message of %d bytes exceeds the client's limit of %d bytes", len(out), ss.maxSend)
 	}
-	if !ss.flow.spend(len(out), ss.ctx.Done()) {
+	flags, ok := ss.flow.spend(len(out), ss.ctx.Done())
+	if !ok {
 		return ss.endErr()
 	}
-	return ss.write(out, true)
+	return ss.write(out, true, flags)
 }
 
 // write sends the header first if it was not sent yet (a stream always
-// sends its header before its first message), then msg as a DATA frame if
+// sends its header before its first message), then msg as a DATA frame with flags if
 // has is set. A message is handed to the connection's stream writer
 // (writeLater), so consecutive messages batch into few writes; a header
 // alone is flushed at once.
-func (ss *srvStream) write(msg []byte, has bool) error {
+func (ss *srvStream) write(msg []byte, has bool, flags byte) error {
 	st := ss.st
 	var hmd metadata.MD
 	header := !ss.headerSent
@@ -172,7 +173,7 @@ func (ss *srvStream) write(msg []byte, has bool) error {
 			b = setLength(appendMD(b, hmd), start)
 		}
 		if has {
-			b = appendHeader(b, len(msg), frameData, 0, st.id)
+			b = appendHeader(b, len(msg), frameData, flags, st.id)
 			b = append(b, msg...)
 		}
 		return b

@@ -351,6 +351,49 @@ func TestStreamWindow(t *testing.T) {
 	}
 }
 
+// TestStreamWindowGrowthBounded: a client that reads as fast as the server
+// sends may let the stream's window grow (whether it does depends on the
+// timing; TestFlowWindowGrowth shows the growth), but once it stops
+// reading, the server can send at most stream_window_max more before it
+// blocks.
+func TestStreamWindowGrowthBounded(t *testing.T) {
+	cfg := native.DefaultConfig()
+	f := start(t, cfg, fpCodec{}, fpCodec{})
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	st, err := kernel.OpenServerStream[msg, msg](ctx, f.client, "/t.S/Flood", &msg{S: strings.Repeat("f", 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const read = 20000
+	for range read {
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100-byte messages cost 110 bytes of window each.
+	full := read + int64(cfg.StreamWindowMax)/110
+	deadline := time.Now().Add(waitLimit)
+	// The server can send at least three quarters of the initial window
+	// more (the client gives credit back by quarters).
+	for f.svc.sent.Load() < read+int64(cfg.StreamWindow)*3/4/110 {
+		if time.Now().After(deadline) {
+			t.Fatalf("server sent only %d messages", f.svc.sent.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let a server that ignored the window run on
+	cancel()
+	select {
+	case n := <-f.svc.flooded:
+		if bound := full + 3; int64(n) > bound {
+			t.Fatalf("server sent %d messages to a client that read %d; want at most %d (stream_window_max %d bytes)", n, read, bound, cfg.StreamWindowMax)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("flood handler did not end")
+	}
+}
+
 // BenchmarkStreamPingPong measures one 1 KiB message each way on an open
 // bidirectional stream over TCP loopback (client and server in-process).
 func BenchmarkStreamPingPong(b *testing.B) {

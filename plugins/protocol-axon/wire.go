@@ -55,6 +55,7 @@ const (
 	flagAck       = 0x1 // PING: this is the reply
 	flagStream    = 0x2 // HEADERS: the client opened a stream (flow-controlled; it half-closes)
 	flagNoMessage = 0x2 // DATA: the frame carries no message (END_STREAM alone: a half-close)
+	flagBlocked   = 0x4 // DATA: the sender's credit for the stream ran out with this frame
 )
 
 // Settings ids.
