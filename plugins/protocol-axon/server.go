@@ -195,15 +195,8 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 				cancel()
 			}
 		case framePing:
-			if h.length != 8 {
-				return fmt.Errorf("ping payload of %d bytes, want 8", h.length)
-			}
-			var p [8]byte
-			if _, err := io.ReadFull(br, p[:]); err != nil {
+			if err := answerPing(br, h, c.w); err != nil {
 				return err
-			}
-			if h.flags&flagAck == 0 {
-				c.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
 			}
 		case frameWindow:
 			inc, err := readWindowUpdate(br, h)

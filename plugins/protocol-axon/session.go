@@ -449,15 +449,8 @@ func (s *session) read(br *bufio.Reader) error {
 				return err
 			}
 		case framePing:
-			if h.length != 8 {
-				return fmt.Errorf("ping payload of %d bytes, want 8", h.length)
-			}
-			var p [8]byte
-			if _, err := io.ReadFull(br, p[:]); err != nil {
+			if err := answerPing(br, h, s.w); err != nil {
 				return err
-			}
-			if h.flags&flagAck == 0 {
-				s.w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
 			}
 		case frameWindow:
 			inc, err := readWindowUpdate(br, h)

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -21,8 +20,6 @@ import (
 
 	quicgo "github.com/quic-go/quic-go"
 
-	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
 	"github.com/axonrpc/axon/kernel/transporttest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
@@ -350,20 +347,7 @@ func TestFactory(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bc := kernel.BuildContext{Logger: slog.New(slog.DiscardHandler)}
-			inst, err := quic.Factory.Build(bc, config.Raw{Path: "listen[0].options", Tree: tc.opts})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, ok := inst.(kernel.Transport); !ok {
-					t.Fatalf("built %T, not a kernel.Transport", inst)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-			}
+			transporttest.BuildOptions(t, quic.Factory, tc.opts, tc.wantErr)
 		})
 	}
 }

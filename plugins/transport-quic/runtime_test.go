@@ -1,15 +1,11 @@
 package quic_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
-
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/transporttest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -34,31 +30,7 @@ listen:
       allow_0rtt: false
 registry: {use: static}
 `, state)
-	tree, err := config.LoadBytes("test.yaml", []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kernel.ParseConfig(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := kernel.NewCatalog([]kernel.Factory{quic.Factory, native.Factory, protocodec.Factory, static.Factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := kernel.NewService("axon.test.v1.Echo",
-		kernel.Unary("Echo", func(_ context.Context, r *wrapperspb.StringValue) (*wrapperspb.StringValue, error) { return r, nil }))
-	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := kernel.NewRuntime(cat, table, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := rt.Apply(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Shutdown(ctx)
+	rt := transporttest.ServeConfig(t, yaml, quic.Factory, native.Factory, protocodec.Factory, static.Factory)
 
 	ccfg := quic.DefaultConfig()
 	ccfg.StateDir = state
@@ -72,8 +44,5 @@ registry: {use: static}
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var resp wrapperspb.StringValue
-	if err := c.Invoke(ctx, "/axon.test.v1.Echo/Echo", wrapperspb.String("over quic"), &resp); err != nil || resp.GetValue() != "over quic" {
-		t.Fatalf("call %s: %q, %v", rt.Endpoints()[0].Address, resp.GetValue(), err)
-	}
+	transporttest.Echo(t, c, "over quic")
 }

@@ -7,10 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
 	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/transporttest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -30,30 +28,9 @@ listen:
     options: { mode: "0660" }
 registry: {use: static}
 `, path)
-	tree, err := config.LoadBytes("test.yaml", []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kernel.ParseConfig(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := kernel.NewCatalog([]kernel.Factory{uds.Factory, native.Factory, protocodec.Factory, static.Factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := kernel.NewService("axon.test.v1.Echo",
-		kernel.Unary("Echo", func(_ context.Context, r *wrapperspb.StringValue) (*wrapperspb.StringValue, error) { return r, nil }))
-	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := kernel.NewRuntime(cat, table, nil)
+	rt := transporttest.ServeConfig(t, yaml, uds.Factory, native.Factory, protocodec.Factory, static.Factory)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := rt.Apply(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	if got, want := rt.Endpoints()[0].Address, "unix://"+path; got != want {
 		t.Errorf("endpoint %q, want %q", got, want)
 	}
@@ -68,10 +45,7 @@ registry: {use: static}
 		t.Fatal(err)
 	}
 	defer c.Close()
-	var resp wrapperspb.StringValue
-	if err := c.Invoke(ctx, "/axon.test.v1.Echo/Echo", wrapperspb.String("over uds"), &resp); err != nil || resp.GetValue() != "over uds" {
-		t.Fatalf("call %s: %q, %v", rt.Endpoints()[0].Address, resp.GetValue(), err)
-	}
+	transporttest.Echo(t, c, "over uds")
 	if err := rt.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}

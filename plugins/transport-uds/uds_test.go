@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
 	"github.com/axonrpc/axon/kernel/transporttest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
@@ -251,20 +248,7 @@ func TestFactory(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bc := kernel.BuildContext{Logger: slog.New(slog.DiscardHandler)}
-			inst, err := uds.Factory.Build(bc, config.Raw{Path: "listen[0].options", Tree: tc.opts})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, ok := inst.(kernel.Transport); !ok {
-					t.Fatalf("built %T, not a kernel.Transport", inst)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-			}
+			transporttest.BuildOptions(t, uds.Factory, tc.opts, tc.wantErr)
 		})
 	}
 }
