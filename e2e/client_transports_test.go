@@ -19,17 +19,7 @@ import (
 func TestClientTransportOptions(t *testing.T) {
 	t.Setenv("XDG_STATE_HOME", t.TempDir()) // the default folder holds no CA of this server
 	caDir := t.TempDir()
-	cat, err := kernel.NewCatalog([]kernel.Factory{native.Factory, protocodec.Factory, static.Factory, quic.Factory})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := newTestService()
-	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{svc.desc()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := kernel.NewRuntime(cat, table, nil)
-	defer rt.Shutdown(context.Background())
+	rt, cat := newTestRuntime(t, native.Factory, protocodec.Factory, static.Factory, quic.Factory)
 	if err := rt.Apply(context.Background(), parseConfig(t, fmt.Sprintf(`service: q
 tls: {mode: "off"}
 registry: {use: static}

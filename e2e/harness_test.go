@@ -480,3 +480,20 @@ func codeOf(err error) status.Code { return status.CodeOf(err) }
 func loadTree(text string) (map[string]any, error) {
 	return config.LoadBytes("test.yaml", []byte(text), nil)
 }
+
+// newTestRuntime returns a runtime serving the test service, with a
+// catalog of factories, and shuts it down when the test ends.
+func newTestRuntime(t testing.TB, factories ...kernel.Factory) (*kernel.Runtime, *kernel.Catalog) {
+	t.Helper()
+	cat, err := kernel.NewCatalog(factories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{newTestService().desc()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := kernel.NewRuntime(cat, table, nil)
+	t.Cleanup(func() { rt.Shutdown(context.Background()) })
+	return rt, cat
+}

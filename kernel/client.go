@@ -727,11 +727,36 @@ func (c *Client) setLocked(found []Endpoint) ([]*Backend, error) {
 	for _, e := range old {
 		go e.retire()
 	}
+	if c.eps != nil {
+		// Endpoints that join a set already in use (a server moving to a
+		// new listener, a new replica) are connected now, in the
+		// background, so that no call waits for their dial.
+		known := make(map[*Backend]bool, len(c.eps))
+		for _, e := range c.eps {
+			known[e] = true
+		}
+		for _, e := range eps {
+			if !known[e] {
+				go c.warm(e)
+			}
+		}
+	}
 	c.eps, c.resolved = eps, time.Now()
 	if r := c.pol.Load().router; r != nil {
 		r.Update(eps)
 	}
 	return eps, nil
+}
+
+// warm connects the first connection slot of e, within the dial timeout,
+// unless a call is connecting it already; a failure is left for the calls
+// to find.
+func (c *Client) warm(e *Backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.DialTimeout)
+	defer cancel()
+	if _, err := c.dial(ctx, e, &e.slots[0], false); err != nil && err != errDialBusy {
+		c.o.Logger.Debug("connecting a new endpoint ahead of its calls failed", "endpoint", e.addr, "err", err)
+	}
 }
 
 // watch follows a Watcher's updates until ctx is done.

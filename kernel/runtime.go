@@ -337,7 +337,8 @@ func (r *Runtime) retire(old, next *generation) {
 	}
 }
 
-// drain deregisters old's endpoints, tells old's connections to go away,
+// drain deregisters old's endpoints (after server.handover, when next
+// publishes new ones), tells old's connections to go away,
 // waits for their calls, closes old's listeners that next does not reuse,
 // and stops old's plugins.
 func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
@@ -348,6 +349,14 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 		}
 	}
 	if reg, ok := old.resolver.(Registry); ok && len(old.listeners) > 0 {
+		if next != nil && next.cfg.Server.Handover > 0 && movesEndpoints(old, next) {
+			t := time.NewTimer(next.cfg.Server.Handover)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
 		if err := reg.Deregister(ctx, old.cfg.Service, old.endpoints()); err != nil {
 			r.log.Warn("deregister failed", "service", old.cfg.Service, "err", err)
 		}
@@ -373,6 +382,21 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 	old.stop()
 	r.log.Info("generation stopped", "generation", old.id, "drain", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)
+}
+
+// movesEndpoints reports whether next publishes an endpoint that old did
+// not: clients then have somewhere new to connect to.
+func movesEndpoints(old, next *generation) bool {
+	had := make(map[string]bool, len(old.listeners))
+	for _, e := range old.endpoints() {
+		had[e.Address] = true
+	}
+	for _, e := range next.endpoints() {
+		if !had[e.Address] {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *generation) stop() {

@@ -139,6 +139,12 @@ type ServerConfig struct {
 	// DrainTimeout bounds how long a replaced generation, or a stopping
 	// server, waits for calls in flight.
 	DrainTimeout time.Duration `yaml:"drain_timeout" min:"0s" max:"1h"`
+	// Handover is how long, when a new generation publishes endpoints the
+	// old one did not have (a move to another listener), both stay
+	// registered before the old one is deregistered and drained: clients
+	// connect to the new endpoints meanwhile, so no call waits for a dial.
+	// Zero deregisters at once.
+	Handover time.Duration `yaml:"handover" min:"0s" max:"1m"`
 }
 
 // LogConfig configures the process logger.
@@ -165,6 +171,7 @@ func DefaultConfig() Config {
 			Codecs:       []string{"proto"},
 			Limits:       DefaultLimits(),
 			DrainTimeout: 30 * time.Second,
+			Handover:     250 * time.Millisecond,
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
