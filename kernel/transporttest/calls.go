@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -201,11 +202,22 @@ func testServerKilled(t *testing.T, h *Harness) {
 	}
 }
 
+// goAwayLast returns the last stream id a GOAWAY frame names.
+func goAwayLast(t testing.TB, f frame) int64 {
+	t.Helper()
+	v, _, err := uvarint(f.payload)
+	if err != nil {
+		t.Fatalf("goaway: %v", err)
+	}
+	return int64(v)
+}
+
 // testDrain: ServerConn.Shutdown with calls in flight tells peers to go
-// away, refuses new calls (a raw peer sees GOAWAY and a refusal; the kernel
-// client retries on a new connection, served by the next server), waits
-// for the calls in flight to complete, and only then returns and closes
-// the connections.
+// away in two steps, then refuses new calls (a raw peer sees a GOAWAY that
+// refuses nothing and a PING, then, once it answered, the final GOAWAY and
+// a refusal; the kernel client retries on a new connection, served by the
+// next server), waits for the calls in flight to complete, and only then
+// returns and closes the connections.
 func testDrain(t *testing.T, h *Harness) {
 	f := h.serve(t, limits())
 	c := f.client(t, 2)
@@ -231,28 +243,51 @@ func testDrain(t *testing.T, h *Harness) {
 	sctx := ctx(t)
 	go func() { shut <- old.Shutdown(sctx) }()
 
-	// The raw peer is told to go away, with the last stream that will be
-	// answered; a stream it opens now is refused, retryably.
+	// Going away takes two steps, as HTTP/2's graceful shutdown does. First
+	// a GOAWAY that refuses nothing, with a PING: a stream the peer opens
+	// before it answers the PING was perhaps sent before it read the
+	// GOAWAY, and is served.
+	var first int64 = -1
+	var ping []byte
+	for first < 0 || ping == nil {
+		f, err := r.readFrame()
+		if err != nil {
+			t.Fatalf("waiting for the first GOAWAY and its PING: %v", err)
+		}
+		switch {
+		case f.typ == ftGoAway && first < 0:
+			first = goAwayLast(t, f)
+		case f.typ == FramePing && f.flags&FlagAck == 0:
+			ping = f.payload
+		}
+	}
+	if first != math.MaxUint32 {
+		t.Errorf("the first GOAWAY names stream %d as the last, want %d (none refused)", first, uint32(math.MaxUint32))
+	}
+	late := f.svc.gate("late")
+	gates = append(gates, late)
+	r.write(r.block(3, "late"))
+	recv(t, late.started, "a stream opened before the PING's answer to be served")
+
+	// Then, once the peer answered, the final GOAWAY names the last stream
+	// served, and a stream opened now is refused, retryably.
+	r.write(appendFrame(nil, FramePing, FlagAck, 0, ping))
 	var last int64 = -1
 	for last < 0 {
 		f, err := r.readFrame()
 		if err != nil {
-			t.Fatalf("waiting for GOAWAY: %v", err)
+			t.Fatalf("waiting for the final GOAWAY: %v", err)
 		}
 		if f.typ == ftGoAway {
-			v, _, err := uvarint(f.payload)
-			if err != nil {
-				t.Fatalf("goaway: %v", err)
-			}
-			last = int64(v)
+			last = goAwayLast(t, f)
 		}
 	}
-	if last != 1 {
-		t.Errorf("GOAWAY names stream %d as the last, want 1", last)
+	if last != 3 {
+		t.Errorf("the final GOAWAY names stream %d as the last, want 3", last)
 	}
-	r.write(r.block(3, "late"))
-	if res := r.results(1, nil)[3]; res.code != status.Unavailable || !res.refused {
-		t.Errorf("a stream opened after GOAWAY: %v %q refused=%v, want UNAVAILABLE refused", res.code, res.msg, res.refused)
+	r.write(r.block(5, "later"))
+	if res := r.results(1, nil)[5]; res.code != status.Unavailable || !res.refused {
+		t.Errorf("a stream opened after the final GOAWAY: %v %q refused=%v, want UNAVAILABLE refused", res.code, res.msg, res.refused)
 	}
 	mustEcho(t, c, "a new call during the drain")
 
@@ -264,8 +299,12 @@ func testDrain(t *testing.T, h *Harness) {
 	for _, g := range gates {
 		g.open()
 	}
-	if res := r.results(1, nil)[1]; res.code != status.OK || r.text(res) != "raw" {
-		t.Errorf("raw call in flight during the drain: %v %q", res.code, res.msg)
+	res := r.results(2, nil)
+	if res[1].code != status.OK || r.text(res[1]) != "raw" {
+		t.Errorf("raw call in flight during the drain: %v %q", res[1].code, res[1].msg)
+	}
+	if res[3].code != status.OK || r.text(res[3]) != "late" {
+		t.Errorf("raw call opened before the PING's answer: %v %q", res[3].code, res[3].msg)
 	}
 	for i, errc := range errcs {
 		if err := recv(t, errc, "a call in flight during the drain"); err != nil {

@@ -37,9 +37,11 @@ const (
 	FrameTrailers = 0x4
 	FrameCancel   = 0x5
 	FrameGoAway   = 0x6
+	FramePing     = 0x7
 
 	FlagEndStream = 0x1
 	FlagRefused   = 0x2
+	FlagAck       = 0x1 // PING: the answer
 )
 
 // Frame is one frame as read off the wire.

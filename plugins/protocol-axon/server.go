@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -46,7 +47,9 @@ type serverConn struct {
 	mu        sync.Mutex
 	streams   map[uint32]*sstream
 	lastID    uint32
-	goingAway bool
+	draining  bool          // goAway began: the first GOAWAY and the drain PING are sent
+	drainAck  chan struct{} // closed when the peer answers the drain PING
+	goingAway bool          // the final GOAWAY is sent: new calls are refused
 	answering int           // streams forgotten whose last frames are being written
 	idle      chan struct{} // closed when going away and no stream is left
 
@@ -120,8 +123,9 @@ func (s *server) ServeConn(conn net.Conn) {
 	}()
 	if shut {
 		// Accepted in the moment before a swap: send the peer elsewhere
-		// without failing any call, and close once it had time to read.
-		c.goAway()
+		// at once (it has opened nothing it cannot retry), and close once
+		// it had time to read.
+		c.goAway(false)
 		go func() {
 			select {
 			case <-c.idle:
@@ -195,8 +199,12 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 				cancel()
 			}
 		case framePing:
-			if err := answerPing(br, h, c.w); err != nil {
+			p, err := readPing(br, h, c.w)
+			if err != nil {
 				return err
+			}
+			if h.flags&flagAck != 0 && p == drainPing {
+				c.drainAcked()
 			}
 		case frameWindow:
 			inc, err := readWindowUpdate(br, h)
@@ -532,32 +540,89 @@ func appendTrailers(b []byte, id uint32, code status.Code, msg string, md metada
 	return b
 }
 
-// goAway stops new calls on the connection and tells the peer which calls
-// will still be answered.
-func (c *serverConn) goAway() {
+// drainPing is the payload of the PING that goAway sends.
+var drainPing = [8]byte{'a', 'x', 'o', 'n', 'd', 'r', 'a', 'i'}
+
+// drainPingWait bounds how long goAway waits for the peer to answer its
+// PING before it refuses new calls anyway.
+const drainPingWait = time.Second
+
+// goAway drains the connection in two steps, as HTTP/2's graceful shutdown
+// does. First a GOAWAY that refuses nothing (its last stream id is the
+// largest possible), so the peer opens no new calls here, and a PING. Calls
+// the peer opened before it read that GOAWAY are still on their way, and
+// are served. Once the peer answers the PING (it has read the GOAWAY, and
+// sent everything it opened before), or after drainPingWait, or when the
+// connection ends, the final GOAWAY names the last call served and later
+// ones are refused. So a peer that drains loses no call to the race with
+// the server's GOAWAY. Without twoStep only the final GOAWAY is sent, at
+// once. Idempotent.
+func (c *serverConn) goAway(twoStep bool) {
 	c.mu.Lock()
-	if c.goingAway {
+	if c.draining {
 		c.mu.Unlock()
 		return
 	}
-	c.goingAway = true
+	c.draining = true
 	c.idle = make(chan struct{})
+	c.drainAck = make(chan struct{})
+	ack := c.drainAck
+	c.mu.Unlock()
+	if !twoStep {
+		c.finalGoAway()
+		return
+	}
+	c.w.write(func(b []byte) []byte {
+		b = appendGoAway(b, math.MaxUint32)
+		return append(appendHeader(b, 8, framePing, 0, 0), drainPing[:]...)
+	})
+	go func() {
+		t := time.NewTimer(drainPingWait)
+		defer t.Stop()
+		select {
+		case <-ack:
+		case <-t.C:
+		case <-c.ctx.Done():
+		}
+		c.finalGoAway()
+	}()
+}
+
+// drainAcked records the peer's answer to the drain PING.
+func (c *serverConn) drainAcked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.drainAck != nil {
+		select {
+		case <-c.drainAck:
+		default:
+			close(c.drainAck)
+		}
+	}
+}
+
+// finalGoAway refuses new calls and tells the peer the last one served.
+func (c *serverConn) finalGoAway() {
+	c.mu.Lock()
+	c.goingAway = true
 	last := c.lastID
 	empty := len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
-	msg := "server is draining"
-	c.w.write(func(b []byte) []byte {
-		start := len(b)
-		b = appendHeader(b, 0, frameGoAway, 0, 0)
-		b = binary.AppendUvarint(b, uint64(last))
-		b = binary.AppendUvarint(b, uint64(status.Unavailable))
-		b = appendString(b, msg)
-		binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
-		return b
-	})
+	c.w.write(func(b []byte) []byte { return appendGoAway(b, last) })
 	if empty {
 		c.signalIdle()
 	}
+}
+
+// appendGoAway appends a GOAWAY naming last as the last stream served.
+func appendGoAway(b []byte, last uint32) []byte {
+	start := len(b)
+	b = appendHeader(b, 0, frameGoAway, 0, 0)
+	b = binary.AppendUvarint(b, uint64(last))
+	b = binary.AppendUvarint(b, uint64(status.Unavailable))
+	b = appendString(b, "server is draining")
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
+	return b
 }
 
 func (c *serverConn) signalIdle() {
@@ -580,7 +645,7 @@ func (s *server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.goAway()
+		c.goAway(true)
 	}
 	var err error
 	for _, c := range conns {

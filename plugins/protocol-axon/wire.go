@@ -191,21 +191,20 @@ func setLength(b []byte, start int) []byte {
 	return b
 }
 
-// answerPing reads a PING's payload and, unless the PING is itself an
+// readPing reads a PING's 8-byte payload and, unless the PING is itself an
 // answer (flagAck), answers it through w. A payload of other than 8 bytes
 // is a connection error.
-func answerPing(r io.Reader, h frameHeader, w *writer) error {
+func readPing(r io.Reader, h frameHeader, w *writer) (payload [8]byte, err error) {
 	if h.length != 8 {
-		return fmt.Errorf("ping payload of %d bytes, want 8", h.length)
+		return payload, fmt.Errorf("ping payload of %d bytes, want 8", h.length)
 	}
-	var p [8]byte
-	if _, err := io.ReadFull(r, p[:]); err != nil {
-		return err
+	if _, err := io.ReadFull(r, payload[:]); err != nil {
+		return payload, err
 	}
 	if h.flags&flagAck == 0 {
-		w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), p[:]...) })
+		w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), payload[:]...) })
 	}
-	return nil
+	return payload, nil
 }
 
 // readWindowUpdate reads a WINDOW_UPDATE payload and returns its increment.
