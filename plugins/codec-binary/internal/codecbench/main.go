@@ -88,8 +88,10 @@ func main() {
 	type key struct{ msg, codec, mode string }
 	results := map[key][]testing.BenchmarkResult{}
 	sizes := map[key]int{}
-	for r := range *rounds {
-		fmt.Fprintf(os.Stderr, "round %d/%d\n", r+1, *rounds)
+	// Round 0 warms up (the first benchmarks of a process run slow) and is
+	// not counted.
+	for r := range *rounds + 1 {
+		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
 		for _, m := range messages() {
 			for _, c := range codecs {
 				enc, err := c.Marshal(nil, m.msg)
@@ -100,12 +102,15 @@ func main() {
 				sizes[key{m.name, c.Name(), ""}] = len(enc)
 				for _, mode := range []string{"reuse", "new"} {
 					k := key{m.name, c.Name(), mode}
-					results[k] = append(results[k], run(k.msg+"/"+k.codec+"/"+k.mode, roundTrip(c, m, mode == "new", len(enc))))
+					res := run(k.msg+"/"+k.codec+"/"+k.mode, roundTrip(c, m, mode == "new", len(enc)))
+					if r > 0 {
+						results[k] = append(results[k], res)
+					}
 				}
 			}
 			if m.floor != nil {
 				k := key{m.name, "floor", "new"}
-				results[k] = append(results[k], run(m.name+"/floor", func(b *testing.B) {
+				res := run(m.name+"/floor", func(b *testing.B) {
 					bin := codecs[0]
 					buf := make([]byte, 0, 4096)
 					b.ReportAllocs()
@@ -116,7 +121,10 @@ func main() {
 						}
 						runtime.KeepAlive(m.floor(p))
 					}
-				}))
+				})
+				if r > 0 {
+					results[k] = append(results[k], res)
+				}
 			}
 		}
 	}
