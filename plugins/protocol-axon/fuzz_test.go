@@ -72,6 +72,14 @@ var fuzzFrameSeeds = [][]byte{
 		fuzzFrame(frameCancel, 0, 1, []byte{1}),
 		fuzzFrame(frameData, 0, 1, []byte("late")),
 	),
+	// A stream whose client marks its DATA as out of credit (BLOCKED),
+	// and a PING answer carrying the drain payload that nobody asked for.
+	concat(
+		fuzzFrame(frameHeaders, flagStream, 1, fuzzHeadersPayload(0, "/fuzz.Svc/Chat", "raw", nil)),
+		fuzzFrame(frameData, flagBlocked, 1, []byte("blocked")),
+		fuzzFrame(frameData, flagBlocked|flagEndStream, 1, []byte("blocked and done")),
+		fuzzFrame(framePing, flagAck, 0, drainPing[:]),
+	),
 	// A unary method opened as a stream.
 	concat(
 		fuzzFrame(frameHeaders, flagStream, 1, fuzzHeadersPayload(0, "/fuzz.Svc/Echo", "raw", nil)),
