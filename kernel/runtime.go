@@ -349,7 +349,10 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 		}
 	}
 	if reg, ok := old.resolver.(Registry); ok && len(old.listeners) > 0 {
-		if next != nil && next.cfg.Server.Handover > 0 && movesEndpoints(old, next) {
+		// Clients that watch the registry see the new endpoints within the
+		// handover; with a registry nobody watches, waiting would only
+		// delay the reload.
+		if _, watched := old.resolver.(Watcher); watched && next != nil && next.cfg.Server.Handover > 0 && movesEndpoints(old, next) {
 			t := time.NewTimer(next.cfg.Server.Handover)
 			select {
 			case <-t.C:

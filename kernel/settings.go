@@ -140,10 +140,10 @@ type ServerConfig struct {
 	// server, waits for calls in flight.
 	DrainTimeout time.Duration `yaml:"drain_timeout" min:"0s" max:"1h"`
 	// Handover is how long, when a new generation publishes endpoints the
-	// old one did not have (a move to another listener), both stay
-	// registered before the old one is deregistered and drained: clients
-	// connect to the new endpoints meanwhile, so no call waits for a dial.
-	// Zero deregisters at once.
+	// old one did not have (a move to another listener) to a registry that
+	// clients watch, both stay registered before the old one is
+	// deregistered and drained: clients connect to the new endpoints
+	// meanwhile, so no call waits for a dial. Zero deregisters at once.
 	Handover time.Duration `yaml:"handover" min:"0s" max:"1m"`
 }
 
