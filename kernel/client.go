@@ -330,24 +330,32 @@ func (c *Client) send(ctx context.Context, p *policy, method string, req, resp a
 		call.Schema = sc.Schema(req, resp)
 	}
 
+	return c.untilAccepted(ctx, p, call, p.latency, func(s Session) error {
+		return s.Invoke(ctx, call, req, resp)
+	})
+}
+
+// untilAccepted picks a session for call and runs attempt on it, again on
+// another pick (at most maxRefusedRetries times) while servers refuse the
+// call without running it. Guards admit and observe every attempt; timed
+// says whether the attempt's latency is observed too.
+func (c *Client) untilAccepted(ctx context.Context, p *policy, call *ClientCall, timed bool, attempt func(Session) error) error {
 	var err error
 	var refusedBy Session
-	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
-		var s Session
-		var b *Backend
+	for n := 0; n <= maxRefusedRetries; n++ {
 		// A refusal often means the server is moving: look again first.
-		s, b, err = c.retrySession(ctx, p, &call.pick, attempt, refusedBy)
-		if err != nil {
-			return err
+		s, b, serr := c.retrySession(ctx, p, &call.pick, n, refusedBy)
+		if serr != nil {
+			return serr
 		}
 		if err = c.admit(p, b, call); err != nil {
 			return err
 		}
 		var start time.Time
-		if p.latency {
+		if timed {
 			start = time.Now()
 		}
-		err = s.Invoke(ctx, call, req, resp)
+		err = attempt(s)
 		c.finish(p, b, call, start, err)
 		if err == nil || !status.IsRefused(err) {
 			return err
@@ -863,28 +871,13 @@ func (c *Client) open(ctx context.Context, p *policy, method string) (ClientStre
 	if sc, ok := call.Codec.(SchemaCodec); ok && call.req != nil {
 		call.Schema = sc.Schema(call.req, call.resp)
 	}
-	var err error
-	var refusedBy Session
-	for attempt := 0; attempt <= maxRefusedRetries; attempt++ {
-		var s Session
-		var b *Backend
-		s, b, err = c.retrySession(ctx, p, &call.pick, attempt, refusedBy)
-		if err != nil {
-			return nil, err
-		}
-		if err = c.admit(p, b, call); err != nil {
-			return nil, err
-		}
-		var cs ClientStream
+	var cs ClientStream
+	err := c.untilAccepted(ctx, p, call, false, func(s Session) (err error) {
 		cs, err = s.NewStream(ctx, call)
-		c.finish(p, b, call, time.Time{}, err)
-		if err == nil || !status.IsRefused(err) {
-			return cs, err
-		}
-		if ctx.Err() != nil {
-			return nil, status.FromError(ctx.Err())
-		}
-		refusedBy = s
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, err
+	return cs, nil
 }
