@@ -1,0 +1,89 @@
+package kernel
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/axonrpc/axon/kernel/status"
+)
+
+type connSlot struct {
+	dialing chan struct{} // a one-token lock that serialises dials; a caller waits for it only until its ctx is done
+	sess    atomic.Pointer[sessionBox]
+}
+
+type sessionBox struct{ s Session }
+
+// errDialBusy says another caller is dialing the slot.
+var errDialBusy = status.New(status.Unavailable, "another call is connecting")
+
+// dial connects slot. With wait false it returns errDialBusy rather than
+// wait behind another caller's dial, so the caller can try another endpoint.
+func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait bool) (Session, error) {
+	select {
+	case slot.dialing <- struct{}{}:
+	default:
+		if !wait {
+			return nil, errDialBusy
+		}
+		select {
+		case slot.dialing <- struct{}{}:
+		case <-ctx.Done():
+			return nil, status.FromError(ctx.Err())
+		}
+	}
+	defer func() { <-slot.dialing }()
+	if b := slot.sess.Load(); b != nil && b.s.Accepting() {
+		return b.s, nil
+	}
+	if b := slot.sess.Load(); b != nil {
+		b.s.Drain() // the replaced session closes once its calls end
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+	// A transport such as QUIC cannot tell a dead address from a slow one
+	// until its handshake times out: stop when the endpoint leaves the set.
+	defer context.AfterFunc(ep.gone, cancel)()
+	conn, err := ep.transport.Dial(dctx, ep.address)
+	if err != nil {
+		return nil, status.Errorf(status.Unavailable, "dial %s: %v", ep.addr, err)
+	}
+	// The handshake knows only its own timeout: close the connection if
+	// the dial's deadline (and so the caller's) passes first.
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	s, err := c.o.Protocol.NewSession(conn, SessionOptions{Limits: c.o.Limits, Endpoint: ep.addr})
+	if !stop() {
+		if err == nil {
+			s.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, status.FromError(ctx.Err())
+		}
+		return nil, status.Errorf(status.Unavailable, "connect %s: handshake timed out after %v", ep.addr, c.o.DialTimeout)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, status.Errorf(status.Unavailable, "connect %s: %v", ep.addr, err)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		s.Close()
+		return nil, status.New(status.Unavailable, "client is closed")
+	}
+	c.o.Logger.Debug("connected", "endpoint", ep.addr)
+	slot.sess.Store(&sessionBox{s})
+	return s, nil
+}
+
+// warm connects the first connection slot of e, within the dial timeout,
+// unless a call is connecting it already; a failure is left for the calls
+// to find.
+func (c *Client) warm(e *Backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.DialTimeout)
+	defer cancel()
+	if _, err := c.dial(ctx, e, &e.slots[0], false); err != nil && err != errDialBusy {
+		c.o.Logger.Debug("connecting a new endpoint ahead of its calls failed", "endpoint", e.addr, "err", err)
+	}
+}
