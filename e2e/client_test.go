@@ -133,7 +133,7 @@ func fakeHandshake(c net.Conn) (*rawConn, bool) {
 	if f, err := r.readFrame(); err != nil || f.typ != ftSettings {
 		return nil, false
 	}
-	settings := binary.AppendUvarint(nil, 2)
+	settings := binary.AppendUvarint(nil, settingMaxStreams)
 	settings = binary.AppendUvarint(settings, 100)
 	if _, err := c.Write(appendFrame(append([]byte(nil), axonPreface...), ftSettings, 0, 0, settings)); err != nil {
 		return nil, false

@@ -123,7 +123,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 
 	t.Run("raw", func(t *testing.T) {
 		r := dialRaw(t, srv.addr())
-		if s := r.handshake(); s[2] != 4 {
+		if s := r.handshake(); s[settingMaxStreams] != 4 {
 			t.Errorf("server settings %v do not announce 4 streams", s)
 		}
 		var b []byte
@@ -245,7 +245,7 @@ func TestMaxMessage(t *testing.T) {
 	big := strings.Repeat("m", 8<<10)
 	t.Run("raw", func(t *testing.T) {
 		r := dialRaw(t, srv.addr())
-		if s := r.handshake(); s[1] != 4<<10 {
+		if s := r.handshake(); s[settingMaxMessage] != 4<<10 {
 			t.Errorf("settings %v do not announce max_message 4096", s)
 		}
 		r.write(callFrames(1, 0, mEcho, "proto", big))

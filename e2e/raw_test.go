@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/axonrpc/axon/examples/echo/echopb"
+	"github.com/axonrpc/axon/kernel/axonwire"
 	"github.com/axonrpc/axon/kernel/status"
 	"github.com/axonrpc/axon/kernel/transporttest"
 )
@@ -15,18 +16,25 @@ import (
 // The raw-byte tests drive a transporttest.Peer through rawConn, which adds
 // the example's messages.
 
-var axonPreface = transporttest.Preface
-
+// Short names for the native protocol's numbers (package axonwire).
 const (
-	ftSettings = transporttest.FrameSettings
-	ftHeaders  = transporttest.FrameHeaders
-	ftData     = transporttest.FrameData
-	ftTrailers = transporttest.FrameTrailers
-	ftCancel   = transporttest.FrameCancel
-	ftGoAway   = transporttest.FrameGoAway
+	axonPreface = axonwire.Preface
 
-	flEndStream = transporttest.FlagEndStream
-	flRefused   = transporttest.FlagRefused
+	ftSettings = axonwire.FrameSettings
+	ftHeaders  = axonwire.FrameHeaders
+	ftData     = axonwire.FrameData
+	ftTrailers = axonwire.FrameTrailers
+	ftCancel   = axonwire.FrameCancel
+	ftGoAway   = axonwire.FrameGoAway
+	ftWindow   = axonwire.FrameWindow
+
+	flEndStream = axonwire.FlagEndStream
+	flRefused   = axonwire.FlagRefused
+	flStream    = axonwire.FlagStream    // HEADERS: the client opens a stream
+	flNoMessage = axonwire.FlagNoMessage // DATA: END_STREAM alone, a half-close
+
+	settingMaxMessage = axonwire.SettingMaxMessage
+	settingMaxStreams = axonwire.SettingMaxStreams
 )
 
 var (

@@ -647,13 +647,8 @@ func TestStreamDrain(t *testing.T) {
 // rawStreamCall opens a stream by hand: HEADERS with the stream flag.
 func rawStreamCall(r *rawConn, stream uint32, timeout time.Duration, method string) {
 	r.t.Helper()
-	r.writeFrame(ftHeaders, ftStreamFlag, stream, headersPayload(timeout, method, "proto"))
+	r.writeFrame(ftHeaders, flStream, stream, headersPayload(timeout, method, "proto"))
 }
-
-const (
-	ftStreamFlag = 0x2 // HEADERS: the client opens a stream
-	ftWindow     = 0x8 // WINDOW_UPDATE
-)
 
 func sayBytes(text string) []byte {
 	b, err := proto.Marshal(&sReq{Text: text})
@@ -704,7 +699,7 @@ func TestStreamRawPeer(t *testing.T) {
 		{"frames on unknown streams are ignored", func(r *rawConn) {
 			r.writeFrame(ftData, 0, 7, sayBytes("nobody"))
 			r.writeFrame(ftWindow, 0, 9, []byte{0xff, 0xff, 0x03})
-			r.writeFrame(ftData, flEndStream|0x2, 11, nil)
+			r.writeFrame(ftData, flEndStream|flNoMessage, 11, nil)
 			r.write(callFrames(13, 0, sPing, "proto", "alive"))
 		}, map[uint32]status.Code{13: status.OK}, nil},
 	}

@@ -257,7 +257,7 @@ func testDrain(t *testing.T, h *Harness) {
 		switch {
 		case f.typ == ftGoAway && first < 0:
 			first = goAwayLast(t, f)
-		case f.typ == FramePing && f.flags&FlagAck == 0:
+		case f.typ == ftPing && f.flags&flAck == 0:
 			ping = f.payload
 		}
 	}
@@ -271,7 +271,7 @@ func testDrain(t *testing.T, h *Harness) {
 
 	// Then, once the peer answered, the final GOAWAY names the last stream
 	// served, and a stream opened now is refused, retryably.
-	r.write(appendFrame(nil, FramePing, FlagAck, 0, ping))
+	r.write(appendFrame(nil, ftPing, flAck, 0, ping))
 	var last int64 = -1
 	for last < 0 {
 		f, err := r.readFrame()

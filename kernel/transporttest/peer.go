@@ -11,38 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/axonrpc/axon/kernel/axonwire"
 	"github.com/axonrpc/axon/kernel/status"
 )
 
 // Peer drives a connection to a native-protocol server byte by byte, for
 // tests of how a server treats what a well-behaved client would never send.
-// It follows the wire format of plugins/protocol-axon/README.md (version 1):
-// an 8-byte preface, then frames with a 10-byte header (length uint32 BE,
-// type, flags, stream id uint32 BE). A Peer is used by one goroutine; its
+// It follows the wire format of plugins/protocol-axon/README.md (version 1),
+// with the numbers of package axonwire: the preface, then frames with a
+// 10-byte header (length uint32 BE, type, flags, stream id uint32 BE). A Peer is used by one goroutine; its
 // methods fail the test on a write error.
 type Peer struct {
 	t testing.TB
 	net.Conn
 	br *bufio.Reader
 }
-
-// Preface is the native protocol's connection preface.
-var Preface = []byte("\xa7AXON\r\n\x01")
-
-// Frame types and flags of the native protocol.
-const (
-	FrameSettings = 0x1
-	FrameHeaders  = 0x2
-	FrameData     = 0x3
-	FrameTrailers = 0x4
-	FrameCancel   = 0x5
-	FrameGoAway   = 0x6
-	FramePing     = 0x7
-
-	FlagEndStream = 0x1
-	FlagRefused   = 0x2
-	FlagAck       = 0x1 // PING: the answer
-)
 
 // Frame is one frame as read off the wire.
 type Frame struct {
@@ -83,19 +66,19 @@ func (p *Peer) ReadFull(b []byte) error {
 // settings as id -> value.
 func (p *Peer) Handshake() map[uint64]uint64 {
 	p.t.Helper()
-	p.Send(AppendFrame(append([]byte(nil), Preface...), FrameSettings, 0, 0, nil))
-	pre := make([]byte, len(Preface))
+	p.Send(AppendFrame([]byte(axonwire.Preface), axonwire.FrameSettings, 0, 0, nil))
+	pre := make([]byte, axonwire.PrefaceLen)
 	if _, err := io.ReadFull(p.br, pre); err != nil {
 		p.t.Fatalf("read the server's preface: %v", err)
 	}
-	if string(pre) != string(Preface) {
+	if string(pre) != axonwire.Preface {
 		p.t.Fatalf("server preface %q", pre)
 	}
 	f, err := p.ReadFrame()
 	if err != nil {
 		p.t.Fatalf("read the server's settings: %v", err)
 	}
-	if f.Type != FrameSettings || f.Stream != 0 {
+	if f.Type != axonwire.FrameSettings || f.Stream != 0 {
 		p.t.Fatalf("first server frame is type %d on stream %d, want SETTINGS on 0", f.Type, f.Stream)
 	}
 	settings := map[uint64]uint64{}
@@ -115,7 +98,7 @@ func (p *Peer) Handshake() map[uint64]uint64 {
 
 // FrameHeader encodes a frame header.
 func FrameHeader(length uint32, typ, flags byte, stream uint32) []byte {
-	var h [10]byte
+	var h [axonwire.HeaderLen]byte
 	binary.BigEndian.PutUint32(h[0:], length)
 	h[4], h[5] = typ, flags
 	binary.BigEndian.PutUint32(h[6:], stream)
@@ -149,7 +132,7 @@ func Headers(timeout time.Duration, method, codec string, kv ...string) []byte {
 
 // ReadFrame reads one frame; frames over 16 MiB are an error.
 func (p *Peer) ReadFrame() (Frame, error) {
-	var h [10]byte
+	var h [axonwire.HeaderLen]byte
 	if _, err := io.ReadFull(p.br, h[:]); err != nil {
 		return Frame{}, err
 	}
@@ -177,9 +160,9 @@ func (p *Peer) Results(n int, goAway func(last uint32)) map[uint32]Result {
 			p.t.Fatalf("reading results (%d of %d so far: %v): %v", len(out), n, out, err)
 		}
 		switch f.Type {
-		case FrameData:
+		case axonwire.FrameData:
 			data[f.Stream] = f.Payload
-		case FrameGoAway:
+		case axonwire.FrameGoAway:
 			last, _, err := uvarint(f.Payload)
 			if err != nil {
 				p.t.Fatalf("goaway: %v", err)
@@ -187,7 +170,7 @@ func (p *Peer) Results(n int, goAway func(last uint32)) map[uint32]Result {
 			if goAway != nil {
 				goAway(uint32(last))
 			}
-		case FrameTrailers:
+		case axonwire.FrameTrailers:
 			res, err := ParseTrailers(f)
 			if err != nil {
 				p.t.Fatal(err)
@@ -217,7 +200,7 @@ func str(b []byte) (string, []byte, error) {
 
 // ParseTrailers decodes a TRAILERS frame: code, message, metadata.
 func ParseTrailers(f Frame) (Result, error) {
-	res := Result{Refused: f.Flags&FlagRefused != 0, Trailer: map[string]string{}}
+	res := Result{Refused: f.Flags&axonwire.FlagRefused != 0, Trailer: map[string]string{}}
 	bad := func(err error) (Result, error) { return res, fmt.Errorf("stream %d: trailers: %w", f.Stream, err) }
 	code, b, err := uvarint(f.Payload)
 	if err != nil {

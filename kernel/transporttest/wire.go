@@ -6,25 +6,26 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/axonrpc/axon/kernel/axonwire"
 	"github.com/axonrpc/axon/kernel/status"
 )
 
 // The raw-byte tests drive a Peer (peer.go) through rawConn, which adds the
 // fixture's codec and test service.
 
+// Short names for the native protocol's numbers (package axonwire).
 const (
-	ftSettings = FrameSettings
-	ftHeaders  = FrameHeaders
-	ftData     = FrameData
-	ftTrailers = FrameTrailers
-	ftCancel   = FrameCancel
-	ftGoAway   = FrameGoAway
+	ftHeaders = axonwire.FrameHeaders
+	ftData    = axonwire.FrameData
+	ftCancel  = axonwire.FrameCancel
+	ftGoAway  = axonwire.FrameGoAway
+	ftPing    = axonwire.FramePing
 
-	flEndStream = FlagEndStream
-	flRefused   = FlagRefused
+	flEndStream = axonwire.FlagEndStream
+	flAck       = axonwire.FlagAck
 
-	settingMaxMessage = 1
-	settingMaxStreams = 2
+	settingMaxMessage = axonwire.SettingMaxMessage
+	settingMaxStreams = axonwire.SettingMaxStreams
 )
 
 var (

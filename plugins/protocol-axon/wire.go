@@ -7,12 +7,14 @@ import (
 	"io"
 	"math"
 
+	"github.com/axonrpc/axon/kernel/axonwire"
 	"github.com/axonrpc/axon/kernel/metadata"
 )
 
-// Wire format (version 1). Both sides start with the 8-byte preface
-// "\xa7AXON\r\n" + version, then a SETTINGS frame. The first byte 0xa7 is
-// neither ASCII (HTTP/1), 'P' (the HTTP/2 preface) nor 0x16 (a TLS
+// Wire format (version 1); the numbers are kernel/axonwire's, which this
+// package uses under the short names below. Both sides start with the 8-byte
+// preface "\xa7AXON\r\n" + version, then a SETTINGS frame. The first byte
+// 0xa7 is neither ASCII (HTTP/1), 'P' (the HTTP/2 preface) nor 0x16 (a TLS
 // handshake), so one port can tell the protocols apart by their first bytes.
 //
 // Every frame has a 10-byte header: payload length (uint32, big endian),
@@ -29,41 +31,41 @@ import (
 // the other a window of bytes (see flow.go); WINDOW_UPDATE frames grant more
 // as messages are consumed.
 const (
-	prefaceLen = 8
-	headerLen  = 10
-	version    = 1
+	prefaceLen = axonwire.PrefaceLen
+	headerLen  = axonwire.HeaderLen
+	version    = axonwire.Version
 )
 
-var preface = [prefaceLen]byte{0xa7, 'A', 'X', 'O', 'N', '\r', '\n', version}
+var preface = [prefaceLen]byte([]byte(axonwire.Preface))
 
-// Frame types.
+// Frame types (see axonwire for their payloads).
 const (
-	frameSettings = 0x1 // stream 0: uvarint (id, value) pairs
-	frameHeaders  = 0x2 // request: uvarint timeout µs (0 none), method, codec, metadata; response: metadata
-	frameData     = 0x3 // one message
-	frameTrailers = 0x4 // server's last frame: uvarint code, message, metadata
-	frameCancel   = 0x5 // client gave up: uvarint code
-	frameGoAway   = 0x6 // stream 0: uvarint last stream id, uvarint code, message
-	framePing     = 0x7 // stream 0: 8 opaque bytes, echoed with flagAck
-	frameWindow   = 0x8 // WINDOW_UPDATE, streaming calls only: uvarint bytes granted to the receiver of this frame
+	frameSettings = axonwire.FrameSettings
+	frameHeaders  = axonwire.FrameHeaders
+	frameData     = axonwire.FrameData
+	frameTrailers = axonwire.FrameTrailers
+	frameCancel   = axonwire.FrameCancel
+	frameGoAway   = axonwire.FrameGoAway
+	framePing     = axonwire.FramePing
+	frameWindow   = axonwire.FrameWindow
 )
 
 // Frame flags; their meaning depends on the frame type.
 const (
-	flagEndStream = 0x1 // DATA: the sender's last message on the stream
-	flagRefused   = 0x2 // TRAILERS: the call was not processed; safe to retry
-	flagAck       = 0x1 // PING: this is the reply
-	flagStream    = 0x2 // HEADERS: the client opened a stream (flow-controlled; it half-closes)
-	flagNoMessage = 0x2 // DATA: the frame carries no message (END_STREAM alone: a half-close)
-	flagBlocked   = 0x4 // DATA: the sender's credit for the stream ran out with this frame
+	flagEndStream = axonwire.FlagEndStream // DATA
+	flagRefused   = axonwire.FlagRefused   // TRAILERS
+	flagAck       = axonwire.FlagAck       // PING
+	flagStream    = axonwire.FlagStream    // HEADERS
+	flagNoMessage = axonwire.FlagNoMessage // DATA
+	flagBlocked   = axonwire.FlagBlocked   // DATA
 )
 
 // Settings ids.
 const (
-	settingMaxMessage    = 1
-	settingMaxStreams    = 2
-	settingMaxHeaderSize = 3
-	settingStreamWindow  = 4 // the sender's initial receive window per stream, in bytes
+	settingMaxMessage    = axonwire.SettingMaxMessage
+	settingMaxStreams    = axonwire.SettingMaxStreams
+	settingMaxHeaderSize = axonwire.SettingMaxHeaderSize
+	settingStreamWindow  = axonwire.SettingStreamWindow
 )
 
 var errMalformed = errors.New("malformed frame payload")
