@@ -135,11 +135,7 @@ func (p *Protocol) Match(prefix []byte) kernel.Match {
 	if p.name == "grpc" || m == kernel.MatchYes {
 		return m
 	}
-	m = max(m, kernel.MatchHTTP1(prefix))
-	for _, method := range otherMethods {
-		m = max(m, kernel.MatchPrefix(prefix, method))
-	}
-	return m
+	return max(m, kernel.MatchHTTP1(prefix))
 }
 
 // ALPN implements kernel.ALPNer, for TLS listeners shared with other
@@ -152,10 +148,6 @@ func (p *Protocol) ALPN() []string {
 	}
 	return []string{"h2", "http/1.1"}
 }
-
-// otherMethods are the HTTP/1.x request methods kernel.MatchHTTP1 leaves
-// out.
-var otherMethods = []string{"DELETE ", "PATCH ", "TRACE ", "CONNECT "}
 
 var (
 	_ kernel.Matcher = (*Protocol)(nil)
