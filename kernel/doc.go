@@ -11,7 +11,8 @@
 // Extension points, each a small interface:
 //
 //   - Transport: listen and dial for one address family (tcp, uds, quic).
-//   - Protocol: framing and dispatch on a connection (the native Axon protocol, later gRPC).
+//   - Protocol: framing and dispatch on a connection (the native Axon protocol;
+//     gRPC and gRPC-Web in plugins/protocol-grpc).
 //   - Codec: marshal and unmarshal messages by content subtype.
 //   - Resolver and Registry: find and publish a service's endpoints.
 //   - Interceptor: unary and stream middleware on the server and the client

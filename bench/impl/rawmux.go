@@ -19,7 +19,7 @@ import (
 // Both sides serialise writes with a mutex around a bufio.Writer and flush
 // when no other writer is queued for the mutex: a lone call is flushed at
 // once, while under concurrency the last writer in a burst flushes for all of
-// them (writes coalesced across calls, as DESIGN.md §6's raw mux baseline).
+// them (writes coalesced across calls, the raw-mux ceiling of bench/README.md).
 // Flushing after every frame instead costs about a third of the QPS at 100
 // callers on the 2-core machines.
 type RawMux struct{}

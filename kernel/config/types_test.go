@@ -10,7 +10,7 @@ import (
 	"github.com/axonrpc/axon/kernel/config"
 )
 
-// The types below mirror the server configuration sketched in DESIGN.md §5.
+// The types below mirror a small server configuration (as in configs/dev.yaml).
 
 type TLS struct {
 	Mode   string `yaml:"mode" oneof:"off dev mutual"`

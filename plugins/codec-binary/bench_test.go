@@ -11,9 +11,9 @@ import (
 	"github.com/axonrpc/axon/plugins/codec-binary/internal/testpb"
 )
 
-// benchMessages are the benchmark messages: the order event (about
-// 1.2 KB) and the small echo message, plus a 1 KiB echo (DESIGN's echo
-// benchmark payload). newMsg allocates an empty message of msg's type the
+// benchMessages are the codec's benchmark messages: the order event (about
+// 1.2 KB) and the small echo message, plus a 1 KiB echo (the payload of
+// bench/'s echo benchmark). newMsg allocates an empty message of msg's type the
 // way the kernel's dispatcher and generated clients do (new(T)), not
 // through protoreflect, whose MessageType.New costs more than decoding
 // the small message.

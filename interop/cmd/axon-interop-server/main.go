@@ -1,7 +1,7 @@
 // Command axon-interop-server is an Axon server with grpc.testing.TestService
 // (interop/grpctesting) beside the standard services, for gRPC's interop test
 // clients: `axon-interop-server serve --config FILE`, where FILE lists a
-// listener with `protocols: [grpc]` (see interop/run-grpc-interop.sh).
+// listener with `protocols: [grpc]` (see interop/grpc-interop.sh).
 package main
 
 import (

@@ -218,8 +218,8 @@ func roundTrip(c kernel.Codec, m message, fresh bool, size int) func(*testing.B)
 	}
 }
 
-// plainProto is the baseline DESIGN.md names, proto.Marshal and
-// proto.Unmarshal: unlike the proto codec, which appends to the caller's
+// plainProto is proto.Marshal and proto.Unmarshal themselves, as a
+// baseline: unlike the proto codec, which appends to the caller's
 // buffer, proto.Marshal allocates the encoding every time.
 type plainProto struct{}
 
