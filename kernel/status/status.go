@@ -58,16 +58,30 @@ type Error struct {
 	// refused marks a call that the server rejected before running any of
 	// its handler, so that a client may safely retry it elsewhere.
 	refused bool
+	// cause is the error the status was made from, for errors.Is and
+	// errors.As; it is never sent to the peer.
+	cause error
 }
 
 // New returns an error with code c and message msg. New(OK, ...) is allowed
 // but is not useful as an error.
 func New(c Code, msg string) *Error { return &Error{code: c, msg: msg} }
 
-// Errorf is New with a formatted message.
+// Errorf is New with a formatted message. An error wrapped with %w is the
+// status error's cause (see Unwrap).
 func Errorf(c Code, format string, args ...any) *Error {
-	return &Error{code: c, msg: fmt.Sprintf(format, args...)}
+	err := fmt.Errorf(format, args...)
+	return &Error{code: c, msg: err.Error(), cause: errors.Unwrap(err)}
 }
+
+// NewError returns an error with code c whose message is err's text and
+// whose cause is err, so that errors.Is and errors.As see through it.
+func NewError(c Code, err error) *Error {
+	return &Error{code: c, msg: err.Error(), cause: err}
+}
+
+// Unwrap returns the error the status was made from, or nil.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Refused returns an UNAVAILABLE error that marks the call as not processed by
 // the server: no handler ran, so retrying it cannot duplicate a side effect.
@@ -106,11 +120,11 @@ func FromError(err error) *Error {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return New(DeadlineExceeded, err.Error())
+		return NewError(DeadlineExceeded, err)
 	case errors.Is(err, context.Canceled):
-		return New(Canceled, err.Error())
+		return NewError(Canceled, err)
 	}
-	return New(Unknown, err.Error())
+	return NewError(Unknown, err)
 }
 
 // CodeOf returns the status code of err: OK for nil, see FromError otherwise.
