@@ -38,7 +38,7 @@ func load(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 	if cs == nil {
 		return code
 	}
-	defer cs.client.Close()
+	defer cs.close()
 
 	var calls, failed atomic.Int64
 	var mu sync.Mutex

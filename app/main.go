@@ -59,16 +59,6 @@ func Main(args []string, stdout, stderr io.Writer, services ...fx.Option) int {
 	return 2
 }
 
-func newLogger(w io.Writer, cfg kernel.LogConfig) *slog.Logger {
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 func serve(args []string, stderr io.Writer, services []fx.Option) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -83,7 +73,8 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprintf(stderr, "axon serve: %v\n", err)
 		return 1
 	}
-	log := newLogger(stderr, cfg.Log)
+	logs := newLogs(stderr, cfg.Log)
+	log := logs.log
 	var rt *kernel.Runtime
 	app := fx.New(
 		Plugins, kernel.Module, fx.Options(services...),
@@ -95,6 +86,7 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 		fmt.Fprintf(stderr, "axon serve: %v\n", err)
 		return 1
 	}
+	rt.Follow(logs)
 	// Signals and the file watch are set up before the listeners open, so
 	// nothing that arrives once the server is up is missed.
 	sigs := make(chan os.Signal, 1)
@@ -113,9 +105,16 @@ func serve(args []string, stderr io.Writer, services []fx.Option) int {
 			log.Warn("not watching the config file; SIGHUP still reloads it", "err", err)
 		}
 	}
+	// Process-lifetime plugins (fx OnStart hooks, such as a telemetry
+	// provider) start before the first generation and stop after the last
+	// one has drained.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err = rt.Apply(ctx, cfg)
+	err = app.Start(ctx)
+	if err == nil {
+		err = rt.Apply(ctx, cfg)
+	}
 	cancel()
+	defer stopApp(app, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "axon serve: %v\n", err)
 		return 1
@@ -129,10 +128,10 @@ loop:
 		select {
 		case <-changed:
 			log.Info("config file changed", "path", *path)
-			reload(rt, *path, log)
+			reload(rt, *path, logs)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(rt, *path, log)
+				reload(rt, *path, logs)
 				continue
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", rt.Config().Server.DrainTimeout)
@@ -148,18 +147,29 @@ loop:
 	return 0
 }
 
-// reload applies the config file again; a bad file is logged and the
-// running generation keeps serving.
-func reload(rt *kernel.Runtime, path string, log *slog.Logger) {
+// reload applies the config file again, its log block included; a bad
+// file is logged and the running generation keeps serving. It returns once
+// the new generation runs: the old one drains in the background, so a
+// reload is never queued behind a drain.
+func reload(rt *kernel.Runtime, path string, logs *logs) {
 	cfg, err := kernel.LoadConfig(path, os.Environ())
 	if err == nil {
-		err = rt.Apply(context.Background(), cfg)
+		_, err = rt.Swap(context.Background(), cfg)
 	}
 	if err != nil {
-		log.Error("reload rejected; the running configuration keeps serving", "err", err)
+		logs.log.Error("reload rejected; the running configuration keeps serving", "err", err)
 		return
 	}
-	log.Info("reloaded", "generation", rt.Generation())
+	logs.log.Info("reloaded", "generation", rt.Generation())
+}
+
+// stopApp runs the fx app's OnStop hooks, bounded by a timeout.
+func stopApp(app *fx.App, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := app.Stop(ctx); err != nil {
+		log.Warn("stopping plugins failed", "err", err)
+	}
 }
 
 // callSetup is what `axon call` and `axon load` share: a client for the
@@ -168,6 +178,14 @@ type callSetup struct {
 	client *kernel.BuiltClient
 	method *kernel.MethodDesc
 	req    proto.Message
+	app    *fx.App
+	log    *slog.Logger
+}
+
+// close closes the client, then stops the fx app's plugins.
+func (cs *callSetup) close() {
+	cs.client.Close()
+	stopApp(cs.app, cs.log)
 }
 
 // shapeName names the streaming shape of m.
@@ -204,6 +222,18 @@ func setupCall(cmd, path, target, method, body string, serverStreams bool, stder
 		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
 		return nil, 1
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := app.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			stopApp(app, log)
+		}
+	}()
 	m := table.Lookup(method)
 	if m == nil {
 		fmt.Fprintf(stderr, "axon %s: unknown method %q (known: %s)\n", cmd, method, strings.Join(methodNames(table), ", "))
@@ -232,7 +262,8 @@ func setupCall(cmd, path, target, method, body string, serverStreams bool, stder
 		fmt.Fprintf(stderr, "axon %s: %v\n", cmd, err)
 		return nil, 1
 	}
-	return &callSetup{client: client, method: m, req: req}, -1
+	ok = true
+	return &callSetup{client: client, method: m, req: req, app: app, log: log}, -1
 }
 
 func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
@@ -253,7 +284,7 @@ func call(args []string, stdout, stderr io.Writer, services []fx.Option) int {
 		return code
 	}
 	client, m, req := cs.client, cs.method, cs.req
-	defer client.Close()
+	defer cs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	if m.ServerStreams {

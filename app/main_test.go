@@ -166,6 +166,15 @@ func TestServeAndCall(t *testing.T) {
 	if r := run(t, bin, "call", "--config", cfg, "axon.example.v1.Echo/Say", `{"text":"again"}`); r.code != 0 {
 		t.Fatalf("call after reload: exit %d: %s", r.code, r.stderr)
 	}
+	// The reload applied its log block: debug lines appear from now on.
+	waitFor(t, "a debug line after the reload to log.level debug", func() bool { return strings.Contains(logs.String(), "level=DEBUG") })
+
+	// log.format json applies on reload too.
+	writeConfig(t, cfg, port, "log: {level: info, format: json}")
+	srv.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "a JSON log line after the reload to log.format json", func() bool {
+		return strings.Contains(logs.String(), `"msg":"reloaded","generation":3`)
+	})
 
 	srv.Process.Signal(syscall.SIGTERM)
 	select {
@@ -176,7 +185,7 @@ func TestServeAndCall(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("serve did not exit after SIGTERM")
 	}
-	if !strings.Contains(logs.String(), "msg=stopped") {
+	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stopped log line:\n%s", logs.String())
 	}
 }

@@ -85,7 +85,12 @@ func (b *Backend) ejectedAt(now int64) bool {
 // PickInfo describes the call a balancer or router chooses an endpoint for.
 // It is valid only during the Pick or Route call.
 type PickInfo struct {
-	// Method is the full method name "/pkg.Service/Method".
+	// Ctx is the call's context: its deadline, its outgoing metadata and
+	// whatever interceptors put in it (such as a span).
+	Ctx context.Context
+	// Spec describes the call.
+	Spec *Spec
+	// Method is the full method name "/pkg.Service/Method" (Spec.FullMethod).
 	Method string
 	// Metadata is the call's outgoing metadata (may be nil); read only.
 	Metadata metadata.MD
@@ -129,11 +134,12 @@ type Router interface {
 // breaker: it sees each attempt once its endpoint is picked. Methods are
 // called concurrently.
 type Guard interface {
-	// Admit is called before a call is sent to b. It returns done, which the
+	// Admit is called before an attempt of the call that spec describes is
+	// sent to b; ctx is the call's context. It returns done, which the
 	// client calls exactly once with the attempt's result (nil for
 	// success), or an error that fails the attempt at once without sending
 	// it.
-	Admit(b *Backend, method string) (done func(error), err error)
+	Admit(ctx context.Context, b *Backend, spec *Spec) (done func(error), err error)
 	// Available reports whether Admit would admit a call to method on b
 	// now. The client picks an available endpoint when there is one.
 	Available(b *Backend, method string) bool

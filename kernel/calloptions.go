@@ -25,7 +25,9 @@ type ClientCall struct {
 	// run (see Idempotent).
 	Idempotent bool
 
-	req, resp any // message samples for Schema, from StreamTypes
+	req, resp any        // message samples for Schema, from StreamTypes
+	shape     StreamType // from the Open*Stream helpers
+	spec      *Spec
 
 	pick  PickInfo      // what the balancer and router see
 	dones []func(error) // the guards' done functions of the attempt
@@ -47,11 +49,12 @@ func Idempotent() CallOption { return markIdempotent }
 
 func markIdempotent(c *ClientCall) { c.Idempotent = true }
 
-// IsIdempotent reports whether the call whose context is ctx (inside a
-// client interceptor) was made with the Idempotent option.
-func IsIdempotent(ctx context.Context) bool {
-	c, ok := optionsOf(ctx)
-	return ok && c.Idempotent
+// shapeOptions tell a streaming call its shape, for its Spec; the
+// Open*Stream helpers that generated clients call pass them.
+var shapeOptions = [...]CallOption{
+	StreamTypeClient: func(c *ClientCall) { c.shape = StreamTypeClient },
+	StreamTypeServer: func(c *ClientCall) { c.shape = StreamTypeServer },
+	StreamTypeBidi:   func(c *ClientCall) { c.shape = StreamTypeBidi },
 }
 
 // ResponseMetadata returns where the call whose context is ctx (inside a

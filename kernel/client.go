@@ -64,9 +64,13 @@ type ClientOptions struct {
 // connections per endpoint. It is safe for concurrent use; Close releases
 // its connections.
 type Client struct {
-	o    ClientOptions
-	pool sync.Pool // *ClientCall
-	pol  atomic.Pointer[policy]
+	o     ClientOptions
+	specs specCache
+	// protoName names the protocol in the live view, when it has a
+	// Name method.
+	protoName string
+	pool      sync.Pool // *ClientCall
+	pol       atomic.Pointer[policy]
 
 	mu       sync.Mutex
 	eps      []*Backend
@@ -110,6 +114,9 @@ func NewClient(o ClientOptions) (*Client, error) {
 	}
 	o.Limits = o.Limits.WithDefaults()
 	c := &Client{o: o, stop: func() {}}
+	if n, ok := o.Protocol.(interface{ Name() string }); ok {
+		c.protoName = n.Name()
+	}
 	c.pool.New = func() any { return new(ClientCall) }
 	c.pol.Store(c.newPolicy(o))
 	if w, ok := o.Resolver.(Watcher); ok {
@@ -154,11 +161,11 @@ func (c *Client) newPolicy(o ClientOptions) *policy {
 			p.guards = append(p.guards, ic.Guard)
 		}
 	}
-	p.invoke = chainClient(unary, func(ctx context.Context, method string, req, resp any) error {
-		return c.send(ctx, p, method, req, resp)
+	p.invoke = chainClient(unary, func(ctx context.Context, spec *Spec, req, resp any) error {
+		return c.send(ctx, p, spec, req, resp)
 	})
-	p.stream = chainStreamClient(streams, func(ctx context.Context, method string) (ClientStream, error) {
-		return c.open(ctx, p, method)
+	p.stream = chainStreamClient(streams, func(ctx context.Context, spec *Spec) (ClientStream, error) {
+		return c.open(ctx, p, spec)
 	})
 	return p
 }
@@ -190,9 +197,31 @@ func (c *Client) Invoke(ctx context.Context, method string, req, resp any, opts 
 		}
 	}
 	if len(opts) == 0 {
-		return p.invoke(ctx, method, req, resp)
+		return p.invoke(ctx, c.specs.get(method, StreamTypeUnary, false), req, resp)
 	}
-	return p.invoke(withCallOptions(ctx, opts), method, req, resp)
+	o := c.factsOf(opts)
+	return p.invoke(withCallOptions(ctx, opts), c.specs.get(method, StreamTypeUnary, o.idempotent), req, resp)
+}
+
+// callFacts is what a call's options say about its Spec.
+type callFacts struct {
+	idempotent bool
+	shape      StreamType
+}
+
+// factsOf applies opts to a scratch call to learn what they say about the
+// call's Spec, without allocating.
+func (c *Client) factsOf(opts []CallOption) callFacts {
+	call := c.pool.Get().(*ClientCall)
+	dones := call.dones[:0]
+	*call = ClientCall{dones: dones, shape: StreamTypeUnknown}
+	for _, o := range opts {
+		o(call)
+	}
+	f := callFacts{idempotent: call.Idempotent, shape: call.shape}
+	*call = ClientCall{dones: dones}
+	c.pool.Put(call)
+	return f
 }
 
 // withTimeout applies the method's timeout, or the default timeout to a
@@ -242,8 +271,10 @@ func (c *Client) NewStream(ctx context.Context, method string, opts ...CallOptio
 			context.AfterFunc(ctx, cancel)
 		}
 	}
+	f := callFacts{shape: StreamTypeUnknown}
 	if len(opts) > 0 {
+		f = c.factsOf(opts)
 		ctx = withCallOptions(ctx, opts)
 	}
-	return p.stream(ctx, method)
+	return p.stream(ctx, c.specs.get(method, f.shape, f.idempotent))
 }

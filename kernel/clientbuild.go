@@ -1,9 +1,9 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -16,53 +16,82 @@ import (
 // from; Close closes both.
 type BuiltClient struct {
 	*Client
-	closers []io.Closer
+	base instances // the protocol, registry and transports
 
 	mu     sync.Mutex
 	cat    *Catalog
 	log    *slog.Logger
-	policy []io.Closer // of the interceptors, balancer and router in use
+	policy *instances // of the interceptors, balancer and router in use
 }
 
-// Close closes the client's connections and its plugins.
+// Close closes the client's connections and cleans up its plugins.
 func (b *BuiltClient) Close() error {
 	errs := []error{b.Client.Close()}
 	b.mu.Lock()
-	closers := append(b.policy, b.closers...)
+	pol := b.policy
 	b.policy = nil
 	b.mu.Unlock()
-	for _, c := range closers {
-		errs = append(errs, c.Close())
+	if pol != nil {
+		errs = append(errs, pol.cleanup())
 	}
+	errs = append(errs, b.base.cleanup())
 	return errors.Join(errs...)
+}
+
+// View implements ClientViewer: the client's sessions and the plugins of
+// its policy.
+func (b *BuiltClient) View() ClientView {
+	v := ClientView{Target: b.o.Target, Sessions: b.Sessions()}
+	b.mu.Lock()
+	pol := b.policy
+	b.mu.Unlock()
+	if pol != nil {
+		v.Plugins = pol.plugins()
+	}
+	return v
 }
 
 // Reload applies the policy part of cfg's client section (timeout,
 // method_timeouts, interceptors, balancer, router, outlier) to the running
-// client: the new plugins are built, swapped in atomically for new calls,
-// and the old ones closed. Connections are kept and no call fails. When the
-// new policy cannot be built, the old one stays and the error is returned.
+// client: the new plugins are built and started, swapped in atomically for
+// new calls, and the old ones cleaned up. Connections are kept and no call
+// fails. When the new policy cannot be built or started, the old one stays
+// and the error is returned.
 func (b *BuiltClient) Reload(cfg *Config) error {
-	bc := BuildContext{Logger: b.log, Limits: cfg.Client.Limits.WithDefaults()}
-	pol, closers, err := buildPolicy(b.cat, bc, &cfg.Client)
+	pol, insts, err := b.preparePolicy(cfg)
 	if err != nil {
 		return err
 	}
-	b.swap(pol, closers)
+	b.swap(pol, insts)
 	return nil
 }
 
-// swap makes pol the client's policy and closes the plugins of the old one.
-func (b *BuiltClient) swap(pol *clientPolicy, closers []io.Closer) {
+// preparePolicy builds and starts the policy of cfg's client section.
+func (b *BuiltClient) preparePolicy(cfg *Config) (*clientPolicy, *instances, error) {
+	bc := BuildContext{Logger: b.log, Limits: cfg.Client.Limits.WithDefaults()}
+	pol, insts, err := buildPolicy(b.cat, bc, &cfg.Client)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := insts.start(context.Background()); err != nil {
+		insts.cleanup()
+		return nil, nil, err
+	}
+	return pol, insts, nil
+}
+
+// swap makes pol the client's policy and cleans up the plugins of the old
+// one.
+func (b *BuiltClient) swap(pol *clientPolicy, insts *instances) {
 	o := b.Client.o
 	pol.apply(&o)
 	b.mu.Lock()
 	old := b.policy
-	b.policy = closers
+	b.policy = insts
 	b.Client.Reconfigure(o)
 	b.mu.Unlock()
-	for _, c := range old {
-		c.Close()
+	if old != nil {
+		old.cleanup()
 	}
 }
 
@@ -82,19 +111,12 @@ func (p *clientPolicy) apply(o *ClientOptions) {
 }
 
 // buildPolicy builds the interceptors, balancer and router of cc. On error
-// what it built is closed.
-func buildPolicy(cat *Catalog, bc BuildContext, cc *ClientConfig) (_ *clientPolicy, closers []io.Closer, err error) {
-	own := func(v any) {
-		if c, ok := v.(io.Closer); ok {
-			closers = append(closers, c)
-		}
-	}
+// what it built is cleaned up.
+func buildPolicy(cat *Catalog, bc BuildContext, cc *ClientConfig) (_ *clientPolicy, _ *instances, err error) {
+	insts := new(instances)
 	defer func() {
 		if err != nil {
-			for _, c := range closers {
-				c.Close()
-			}
-			closers = nil
+			insts.cleanup()
 		}
 	}()
 	p := &clientPolicy{timeout: cc.Timeout, timeouts: cc.MethodTimeouts, outlier: cc.Outlier}
@@ -104,7 +126,7 @@ func buildPolicy(cat *Catalog, bc BuildContext, cc *ClientConfig) (_ *clientPoli
 		if err != nil {
 			return nil, nil, err
 		}
-		own(ic)
+		insts.own(KindInterceptor, pc.Use, path, ic)
 		if ic.Client == nil && ic.StreamClient == nil && ic.Guard == nil {
 			return nil, nil, fmt.Errorf("config: %s.use: interceptor %q has no client side", path, pc.Use)
 		}
@@ -115,14 +137,14 @@ func buildPolicy(cat *Catalog, bc BuildContext, cc *ClientConfig) (_ *clientPoli
 	} else if p.balancer, err = build[Balancer](cat, bc, KindBalancer, cc.Balancer.Use, "client.balancer.use", withPath(cc.Balancer.Options, "client.balancer")); err != nil {
 		return nil, nil, err
 	}
-	own(p.balancer)
+	insts.own(KindBalancer, cc.Balancer.Use, "client.balancer", p.balancer)
 	if cc.Router != nil {
 		if p.router, err = build[Router](cat, bc, KindRouter, cc.Router.Use, "client.router.use", withPath(cc.Router.Options, "client.router")); err != nil {
 			return nil, nil, err
 		}
-		own(p.router)
+		insts.own(KindRouter, cc.Router.Use, "client.router", p.router)
 	}
-	return p, closers, nil
+	return p, insts, nil
 }
 
 // BuildClient builds a client for target from cfg's client section, codec
@@ -136,15 +158,8 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := &BuiltClient{cat: cat, log: log}
-	own := func(v any) {
-		if c, ok := v.(io.Closer); ok {
-			b.closers = append(b.closers, c)
-		}
-	}
 	fail := func(err error) (*BuiltClient, error) {
-		for _, c := range b.closers {
-			c.Close()
-		}
+		b.base.cleanup()
 		return nil, err
 	}
 	bc := BuildContext{Logger: log, Limits: cfg.Client.Limits.WithDefaults()}
@@ -164,12 +179,12 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 	if o.Protocol, err = build[Protocol](cat, bc, KindProtocol, cfg.Client.Protocol, "client.protocol", config.Raw{}); err != nil {
 		return fail(err)
 	}
-	own(o.Protocol)
+	b.base.own(KindProtocol, cfg.Client.Protocol, "client.protocol", o.Protocol)
 	if !strings.Contains(target, "://") {
 		if o.Resolver, err = build[Resolver](cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 			return fail(err)
 		}
-		own(o.Resolver)
+		b.base.own(KindRegistry, cfg.Registry.Use, "registry", o.Resolver)
 	}
 	for name := range cfg.Client.Transports {
 		if _, err := cat.Lookup(KindTransport, name); err != nil {
@@ -187,16 +202,20 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 			log.Debug("transport unavailable for clients", "transport", name, "err", err)
 			continue
 		}
-		own(tr)
+		b.base.own(KindTransport, name, "client.transports."+name, tr)
 		o.Transports[schemeOf(name, tr)] = tr
 	}
-	pol, closers, err := buildPolicy(cat, bc, &cfg.Client)
+	if err := b.base.start(context.Background()); err != nil {
+		return fail(err)
+	}
+	pol, insts, err := b.preparePolicy(cfg)
 	if err != nil {
 		return fail(err)
 	}
-	b.policy = closers
+	b.policy = insts
 	pol.apply(&o)
 	if b.Client, err = NewClient(o); err != nil {
+		insts.cleanup()
 		return fail(err)
 	}
 	return b, nil

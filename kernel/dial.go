@@ -3,6 +3,7 @@ package kernel
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/axonrpc/axon/kernel/status"
 )
@@ -12,14 +13,19 @@ type connSlot struct {
 	sess    atomic.Pointer[sessionBox]
 }
 
-type sessionBox struct{ s Session }
+// sessionBox is a session and what the live view shows of it.
+type sessionBox struct {
+	s     Session
+	stats ConnStats // opened at, finished by code (in flight is the session's)
+	view  ConnView  // the fixed fields
+}
 
 // errDialBusy says another caller is dialing the slot.
 var errDialBusy = status.New(status.Unavailable, "another call is connecting")
 
 // dial connects slot. With wait false it returns errDialBusy rather than
 // wait behind another caller's dial, so the caller can try another endpoint.
-func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait bool) (Session, error) {
+func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait bool) (*sessionBox, error) {
 	select {
 	case slot.dialing <- struct{}{}:
 	default:
@@ -34,7 +40,7 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	}
 	defer func() { <-slot.dialing }()
 	if b := slot.sess.Load(); b != nil && b.s.Accepting() {
-		return b.s, nil
+		return b, nil
 	}
 	if b := slot.sess.Load(); b != nil {
 		b.s.Drain() // the replaced session closes once its calls end
@@ -46,7 +52,7 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	defer context.AfterFunc(ep.gone, cancel)()
 	conn, err := ep.transport.Dial(dctx, ep.address)
 	if err != nil {
-		return nil, status.Errorf(status.Unavailable, "dial %s: %v", ep.addr, err)
+		return nil, status.Errorf(status.Unavailable, "dial %s: %w", ep.addr, err)
 	}
 	// The handshake knows only its own timeout: close the connection if
 	// the dial's deadline (and so the caller's) passes first.
@@ -63,7 +69,7 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	}
 	if err != nil {
 		conn.Close()
-		return nil, status.Errorf(status.Unavailable, "connect %s: %v", ep.addr, err)
+		return nil, status.Errorf(status.Unavailable, "connect %s: %w", ep.addr, err)
 	}
 	c.mu.Lock()
 	closed := c.closed
@@ -73,8 +79,10 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 		return nil, status.New(status.Unavailable, "client is closed")
 	}
 	c.o.Logger.Debug("connected", "endpoint", ep.addr)
-	slot.sess.Store(&sessionBox{s})
-	return s, nil
+	sb := &sessionBox{s: s, view: ConnView{Protocol: c.protoName, Transport: schemeOfAddr(ep.addr), Endpoint: ep.addr, Local: AddrString(conn.LocalAddr()), Remote: AddrString(conn.RemoteAddr())}}
+	sb.stats.Open(time.Now())
+	slot.sess.Store(sb)
+	return sb, nil
 }
 
 // warm connects the first connection slot of e, within the dial timeout,
@@ -86,4 +94,39 @@ func (c *Client) warm(e *Backend) {
 	if _, err := c.dial(ctx, e, &e.slots[0], false); err != nil && err != errDialBusy {
 		c.o.Logger.Debug("connecting a new endpoint ahead of its calls failed", "endpoint", e.addr, "err", err)
 	}
+}
+
+// schemeOfAddr returns the URL scheme of an endpoint address ("tcp" when it
+// has none).
+func schemeOfAddr(addr string) string {
+	scheme, _ := SplitAddress(addr)
+	return scheme
+}
+
+// Sessions returns a view of each of the client's open sessions: the
+// endpoint, the transport's scheme, the protocol, the calls in flight and
+// the calls finished by status code (a stream counts once it has ended).
+// It takes the client's lock only to copy the endpoint set.
+func (c *Client) Sessions() []ConnView {
+	c.mu.Lock()
+	eps := c.eps
+	c.mu.Unlock()
+	var out []ConnView
+	for _, e := range eps {
+		for i := range e.slots {
+			sb := e.slots[i].sess.Load()
+			if sb == nil {
+				continue
+			}
+			select {
+			case <-sb.s.Done():
+				continue
+			default:
+			}
+			v := sb.stats.View(sb.view)
+			v.InFlight = sb.s.InFlight()
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
@@ -28,6 +30,10 @@ type ServerCall struct {
 	// Header and Trailer are the response metadata the handler set.
 	Header, Trailer metadata.MD
 }
+
+// Spec returns the description of the call: service, method, shape and
+// idempotency (the peer is c.Peer).
+func (c *ServerCall) Spec() *Spec { return c.Method.Spec() }
 
 type callKey struct{}
 
@@ -68,26 +74,44 @@ func addMD(ctx context.Context, md metadata.MD, field func(*ServerCall) *metadat
 	return nil
 }
 
-// Route is a method together with the generation's interceptor chain around
-// its handler.
+// Route is a method together with one generation's interceptor chain
+// around its handler.
 type Route struct {
 	Method *MethodDesc
 	handle UnaryHandler  // unary methods
 	stream StreamHandler // streaming methods
 	// schemas holds the method's fingerprint for each SchemaCodec.
 	schemas map[string]string
+	table   *dispatchTable
 }
 
-// Dispatcher is one generation's server side that protocols dispatch to: the
-// service table, the interceptor chain, the accepted codecs and the limits.
-// It is immutable and safe for concurrent use.
+// Dispatcher is the server side that protocols dispatch to: the service
+// table, an interceptor chain, the accepted codecs and the limits. A
+// protocol server keeps one Dispatcher for its life; when the runtime
+// applies a configuration that leaves a listener unchanged, it keeps the
+// listener's connections and switches its Dispatcher to the new
+// generation's chains: calls that start afterwards take the new chains,
+// calls in flight finish on the ones they started with. It is safe for
+// concurrent use.
 type Dispatcher struct {
+	t atomic.Pointer[dispatchTable]
+}
+
+// dispatchTable is one generation's routes, codecs and limits. It counts
+// the calls that run its chains, so that the generation's plugins are
+// cleaned up only once the last of them has ended.
+type dispatchTable struct {
 	routes   map[string]*Route
 	codecs   map[string]Codec
 	accepted string // sorted codec names, for errors
 	defCodec Codec
 	limits   Limits
 	log      *slog.Logger
+
+	calls   atomic.Int64
+	retired atomic.Bool
+	idleNow sync.Once
+	idle    chan struct{} // closed once retired and no call is left
 }
 
 // NewDispatcher returns a dispatcher over the services of t, wrapping every
@@ -95,7 +119,13 @@ type Dispatcher struct {
 // around unary methods, the stream sides around streaming ones. codecs are
 // the accepted content subtypes; the first is used when a call names none.
 func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger) *Dispatcher {
-	d := &Dispatcher{routes: make(map[string]*Route), codecs: make(map[string]Codec), limits: limits.WithDefaults(), log: log}
+	d := new(Dispatcher)
+	d.t.Store(newTable(t, ics, codecs, limits, log))
+	return d
+}
+
+func newTable(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger) *dispatchTable {
+	d := &dispatchTable{routes: make(map[string]*Route), codecs: make(map[string]Codec), limits: limits.WithDefaults(), log: log, idle: make(chan struct{})}
 	var unary []UnaryServerInterceptor
 	var streams []StreamServerInterceptor
 	for _, ic := range ics {
@@ -107,7 +137,7 @@ func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Li
 		}
 	}
 	for name, m := range t.methods {
-		r := &Route{Method: m}
+		r := &Route{Method: m, table: d}
 		if m.Stream != nil {
 			r.stream = chainStreamServer(streams, m.Stream)
 		} else {
@@ -136,27 +166,70 @@ func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Li
 	return d
 }
 
+// enter counts a call that runs r's chain and returns the route it runs on:
+// r, or, when r's generation retired after the protocol looked it up, the
+// same method's route in the generation d serves now. ok is false when
+// there is none (the server is stopping).
+func (d *Dispatcher) enter(r *Route) (_ *Route, ok bool) {
+	t := r.table
+	t.calls.Add(1)
+	if !t.retired.Load() {
+		return r, true
+	}
+	t.leave()
+	cur := d.t.Load()
+	if cur == t {
+		return r, false
+	}
+	if nr := cur.routes[r.Method.FullName]; nr != nil {
+		return d.enter(nr)
+	}
+	return r, false
+}
+
+// leave ends a call that enter counted.
+func (t *dispatchTable) leave() {
+	if t.calls.Add(-1) == 0 && t.retired.Load() {
+		t.idleNow.Do(func() { close(t.idle) })
+	}
+}
+
+// retire marks the table as replaced: calls that have not entered yet go
+// to the dispatcher's current table. It returns a channel closed once no
+// call runs the table's chains.
+func (t *dispatchTable) retire() <-chan struct{} {
+	t.retired.Store(true)
+	if t.calls.Load() == 0 {
+		t.idleNow.Do(func() { close(t.idle) })
+	}
+	return t.idle
+}
+
+// errStopping refuses a call that arrived as the server stopped.
+var errStopping = status.Refused("server is stopping")
+
 // Route returns the route of the method with full name "/pkg.Service/Method",
 // or nil when there is none.
-func (d *Dispatcher) Route(fullName string) *Route { return d.routes[fullName] }
+func (d *Dispatcher) Route(fullName string) *Route { return d.t.Load().routes[fullName] }
 
 // Codec returns the accepted codec named name ("" selects the default), or an
 // UNIMPLEMENTED status naming the accepted ones.
 func (d *Dispatcher) Codec(name string) (Codec, error) {
-	if name == "" && d.defCodec != nil {
-		return d.defCodec, nil
+	t := d.t.Load()
+	if name == "" && t.defCodec != nil {
+		return t.defCodec, nil
 	}
-	if c := d.codecs[name]; c != nil {
+	if c := t.codecs[name]; c != nil {
 		return c, nil
 	}
-	return nil, status.Errorf(status.Unimplemented, "codec %q is not accepted by this server (accepted: %s)", name, d.accepted)
+	return nil, status.Errorf(status.Unimplemented, "codec %q is not accepted by this server (accepted: %s)", name, t.accepted)
 }
 
 // Limits returns the server's resource limits.
-func (d *Dispatcher) Limits() Limits { return d.limits }
+func (d *Dispatcher) Limits() Limits { return d.t.Load().limits }
 
-// Logger returns the generation's logger.
-func (d *Dispatcher) Logger() *slog.Logger { return d.log }
+// Logger returns the current generation's logger.
+func (d *Dispatcher) Logger() *slog.Logger { return d.t.Load().log }
 
 // HandleUnary runs the interceptor chain and the handler of r for req. A
 // call whose context is already done (its deadline passed while it arrived
@@ -170,9 +243,14 @@ func (d *Dispatcher) HandleUnary(ctx context.Context, r *Route, req any) (resp a
 	if err := ctx.Err(); err != nil {
 		return nil, expired(r, err)
 	}
+	r, ok := d.enter(r)
+	if !ok {
+		return nil, errStopping
+	}
+	defer r.table.leave()
 	defer func() {
 		if p := recover(); p != nil {
-			d.log.Error("handler panic", "method", r.Method.FullName, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.table.log.Error("handler panic", "method", r.Method.FullName, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(status.Internal, "handler panic in %s", r.Method.FullName)
 		}
 	}()

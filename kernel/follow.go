@@ -52,21 +52,18 @@ func (r *Runtime) prepareFollowers(cfg *Config) (finish func(ok bool), err error
 	return done, nil
 }
 
-// Prepare implements Follower: it builds the policy part of cfg's client
+// Prepare implements Follower: it builds and starts the policy part of cfg's client
 // section (see Reload); finish(true) swaps it in.
 func (b *BuiltClient) Prepare(cfg *Config) (func(ok bool), error) {
-	bc := BuildContext{Logger: b.log, Limits: cfg.Client.Limits.WithDefaults()}
-	pol, closers, err := buildPolicy(b.cat, bc, &cfg.Client)
+	pol, insts, err := b.preparePolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return func(ok bool) {
 		if !ok {
-			for _, c := range closers {
-				c.Close()
-			}
+			insts.cleanup()
 			return
 		}
-		b.swap(pol, closers)
+		b.swap(pol, insts)
 	}, nil
 }

@@ -46,7 +46,7 @@ func (p *policy) candidates(eps []*Backend, pi *PickInfo) ([]*Backend, int, erro
 // reached the others are tried in order; when none can, the endpoints are
 // resolved again and tried again a few times within ctx: a server may have
 // moved, and a call that was never sent is safe to send elsewhere.
-func (c *Client) session(ctx context.Context, p *policy, pi *PickInfo, refresh bool) (Session, *Backend, error) {
+func (c *Client) session(ctx context.Context, p *policy, pi *PickInfo, refresh bool) (*sessionBox, *Backend, error) {
 	var lastErr error
 	for attempt := range connectAttempts {
 		eps, err := c.endpoints(ctx, refresh || attempt > 0)
@@ -72,7 +72,7 @@ func (c *Client) session(ctx context.Context, p *policy, pi *PickInfo, refresh b
 			}
 			slot := &ep.slots[int(n%uint64(len(ep.slots)))]
 			if b := slot.sess.Load(); b != nil && b.s.Accepting() {
-				return b.s, ep, nil
+				return b, ep, nil
 			}
 			s, err := c.dial(ctx, ep, slot, false)
 			if err == nil {

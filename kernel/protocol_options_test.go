@@ -78,8 +78,8 @@ func TestListenProtocolOptions(t *testing.T) {
 			if err == nil {
 				r := NewRuntime(cat, table, slog.New(slog.DiscardHandler))
 				var g *generation
-				if g, err = r.build(1, cfg); err == nil {
-					g.stop()
+				if g, err = r.build(1, cfg, nil); err == nil {
+					g.discard(nil)
 				}
 			}
 			if tc.err != "" {

@@ -31,7 +31,7 @@ func (c *Client) endpoints(ctx context.Context, refresh bool) ([]*Backend, error
 		if c.eps != nil {
 			return c.eps, nil // keep serving from the last known set
 		}
-		return nil, status.Errorf(status.Unavailable, "resolve %s: %v", c.o.Target, err)
+		return nil, status.Errorf(status.Unavailable, "resolve %s: %w", c.o.Target, err)
 	}
 	return c.setLocked(found)
 }

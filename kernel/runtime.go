@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,22 +19,37 @@ import (
 
 // Runtime runs configuration generations. Apply builds a new generation,
 // starts it beside the running one, swaps it in, drains the old one and
-// stops it; if any step before the swap fails, the running generation keeps
-// serving and Apply returns the error. Listeners whose transport, address and
-// options are unchanged are handed from one generation to the next, so their
-// port never closes. Runtime is safe for concurrent use; applies are
-// serialised.
+// cleans it up; if any step before the swap fails, the running generation
+// keeps serving and Apply returns the error.
+//
+// A listener whose transport, address, options, protocols, TLS and server
+// limits are unchanged is carried into the new generation with its
+// connections: calls that start on them afterwards run the new generation's
+// chains, calls in flight finish on the old ones, and the old generation's
+// plugins are cleaned up once its last call has ended. A listener that
+// changes only its protocols or their settings keeps its port (the socket is
+// handed over) while its old connections drain; one that moves drains and
+// closes.
+//
+// Runtime is safe for concurrent use. Applies are serialised, but not behind
+// drains: Apply returns once its predecessor has drained, while another
+// Apply may already have swapped in a newer generation, so several
+// generations may drain at once.
 type Runtime struct {
 	cat   *Catalog
 	table *ServiceTable
 	log   *slog.Logger
 
-	mu     sync.Mutex                 // serialises Apply and Shutdown
+	mu     sync.Mutex                 // serialises building, starting and swapping
 	cur    atomic.Pointer[generation] // written under mu; read freely
 	seq    uint64
 	closed bool
 
 	followers []Follower // told of each configuration applied (see Follow)
+
+	viewMu   sync.Mutex
+	draining []*generation // replaced generations not yet cleaned up, oldest first
+	retiring sync.WaitGroup
 
 	stopInit, stoppingOnce sync.Once
 	stopCh                 chan struct{} // closed when Shutdown begins
@@ -43,19 +58,27 @@ type Runtime struct {
 type generation struct {
 	id        uint64
 	cfg       *Config
-	disp      *Dispatcher
+	table     *dispatchTable
 	resolver  Resolver
 	listeners []*boundListener
-	closers   []io.Closer
+	insts     instances // codecs, interceptors, registry
 }
 
+// boundListener is a listener and the protocol server on it. It belongs to
+// the generations that carry it, from the one that built it to the last one
+// whose configuration leaves it unchanged; its transport and protocol
+// instances live as long as it does.
 type boundListener struct {
-	key       string
+	key       string // what must not change for the socket to be handed over
+	serveKey  string // what must not change for the connections to be kept
+	cfg       ListenConfig
 	transport Transport
 	scheme    string // of the endpoint URL
 	shared    *sharedListener
 	server    ServerConn
+	disp      *Dispatcher // the server's; switched to each generation that carries it
 	endpoint  Endpoint
+	insts     instances // the transport and protocols
 }
 
 // sharedListener accepts connections and hands each to the server of the
@@ -105,47 +128,82 @@ func (r *Runtime) Config() *Config {
 }
 
 // Apply makes cfg the running configuration; see Runtime. It returns once
-// the previous generation has drained (bounded by its drain timeout) and
-// stopped.
+// the connections of the previous generation's listeners that the new one
+// does not keep have drained (bounded by the drain timeout) and closed.
+// The previous generation's plugins are cleaned up once its last call has
+// ended: before Apply returns, unless calls that started on it (long-lived
+// streams) still run on connections the new generation kept.
 func (r *Runtime) Apply(ctx context.Context, cfg *Config) error {
+	drained, err := r.Swap(ctx, cfg)
+	if err == nil {
+		<-drained
+	}
+	return err
+}
+
+// Swap is Apply without the wait: it returns once the new generation runs
+// (or the configuration was rejected), and the channel it returns is closed
+// once the generation it replaced has drained as Apply describes.
+func (r *Runtime) Swap(ctx context.Context, cfg *Config) (drained <-chan struct{}, err error) {
+	old, g, err := r.swapIn(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	if old == nil {
+		close(done)
+		return done, nil
+	}
+	go func() {
+		defer close(done)
+		r.retire(old, g)
+	}()
+	return done, nil
+}
+
+// swapIn builds, starts and swaps in the generation of cfg, and returns the
+// one it replaced (still to be retired, and already counted in r.retiring).
+func (r *Runtime) swapIn(ctx context.Context, cfg *Config) (old, g *generation, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return errors.New("kernel: runtime is shut down")
+		return nil, nil, errors.New("kernel: runtime is shut down")
 	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	r.seq++
-	g, err := r.build(r.seq, cfg)
+	cur := r.cur.Load()
+	g, err = r.build(r.seq+1, cfg, cur)
 	if err != nil {
-		r.seq--
-		return err
+		return nil, nil, err
 	}
 	finish, err := r.prepareFollowers(cfg)
 	if err != nil {
-		r.seq--
-		g.stop()
-		return err
+		g.discard(cur)
+		return nil, nil, err
 	}
-	if err := r.start(ctx, g); err != nil {
-		r.seq--
-		g.stop()
+	if err := r.start(ctx, g, cur); err != nil {
+		g.discard(cur)
 		finish(false)
-		return err
+		return nil, nil, err
 	}
-	old := r.cur.Load()
-	// Swap: new connections on every listener now reach the new generation.
+	r.seq = g.id
+	// Swap: calls on carried connections take the new chains, and new
+	// connections on every listener reach the new generation.
 	for _, l := range g.listeners {
+		l.disp.t.Store(g.table)
 		l.shared.handler.Store(&serverBox{l.server})
 	}
 	r.cur.Store(g)
 	finish(true)
 	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
-	if old != nil {
-		r.retire(old, g)
+	if cur != nil {
+		r.viewMu.Lock()
+		r.draining = append(r.draining, cur)
+		r.viewMu.Unlock()
+		r.retiring.Add(1)
 	}
-	return nil
+	return cur, g, nil
 }
 
 // Stopping returns a channel that is closed when Shutdown begins: services
@@ -158,28 +216,56 @@ func (r *Runtime) stopping() chan struct{} {
 	return r.stopCh
 }
 
-// Shutdown drains and stops the running generation; Apply fails afterwards.
+// Shutdown drains and stops the running generation, waits for the
+// generations still draining, and cleans up every plugin instance; Apply
+// fails afterwards. ctx bounds the wait: when it ends, connections close
+// and the plugins of generations whose calls have not ended are cleaned up
+// all the same.
 func (r *Runtime) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
 	r.stoppingOnce.Do(func() { close(r.stopping()) })
-	old := r.cur.Swap(nil)
-	if old == nil {
-		return nil
+	last := r.cur.Swap(nil)
+	if last != nil {
+		r.viewMu.Lock()
+		r.draining = append(r.draining, last)
+		r.viewMu.Unlock()
+		r.retiring.Add(1)
 	}
-	return r.drain(ctx, old, nil)
+	r.mu.Unlock()
+	var err error
+	if last != nil {
+		err = r.drain(ctx, last, nil)
+	}
+	done := make(chan struct{})
+	go func() { r.retiring.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		// Generations still waiting for their last calls: those calls'
+		// connections are closed by now, or will be.
+		r.viewMu.Lock()
+		left := slices.Clone(r.draining)
+		r.viewMu.Unlock()
+		for _, g := range left {
+			g.insts.cleanup()
+		}
+	}
+	return err
 }
 
-// build instantiates every plugin of a generation; nothing is listening yet.
-func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
+// build instantiates every plugin of a generation; nothing is listening
+// yet. A listener that cur serves with the same settings is carried over
+// instead of built. On error what was built is cleaned up.
+func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation, err error) {
 	g := &generation{id: id, cfg: cfg}
 	defer func() {
 		if err != nil {
-			g.stop() // close what was built before the failure
+			g.discard(cur)
 		}
 	}()
 	log := r.log.With("generation", id)
@@ -187,11 +273,12 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 
 	var codecs []Codec
 	for i, name := range cfg.Server.Codecs {
-		c, err := build[Codec](r.cat, bc, KindCodec, name, fmt.Sprintf("server.codecs[%d]", i), config.Raw{})
+		key := fmt.Sprintf("server.codecs[%d]", i)
+		c, err := build[Codec](r.cat, bc, KindCodec, name, key, config.Raw{})
 		if err != nil {
 			return nil, err
 		}
-		g.own(c)
+		g.insts.own(KindCodec, name, key, c)
 		codecs = append(codecs, c)
 	}
 	var ics []Interceptor
@@ -201,58 +288,87 @@ func (r *Runtime) build(id uint64, cfg *Config) (_ *generation, err error) {
 		if err != nil {
 			return nil, err
 		}
+		g.insts.own(KindInterceptor, pc.Use, path, ic)
 		if ic.Server == nil && ic.StreamServer == nil {
 			return nil, fmt.Errorf("config: %s.use: interceptor %q has no server side", path, pc.Use)
 		}
-		g.own(ic)
 		ics = append(ics, ic)
 	}
-	g.disp = NewDispatcher(r.table, ics, codecs, cfg.Server.Limits, log)
+	g.table = newTable(r.table, ics, codecs, cfg.Server.Limits, log)
 
 	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 		return nil, err
 	}
-	g.own(g.resolver)
+	g.insts.own(KindRegistry, cfg.Registry.Use, "registry", g.resolver)
 
+	carried := map[string]*boundListener{}
+	if cur != nil {
+		for _, l := range cur.listeners {
+			if l.serveKey != "" {
+				carried[l.serveKey] = l
+			}
+		}
+	}
 	for i, lc := range cfg.Listen {
 		path := fmt.Sprintf("listen[%d]", i)
+		key, serveKey := listenerKeys(cfg, lc)
+		if l := carried[serveKey]; l != nil && serveKey != "" {
+			g.listeners = append(g.listeners, l)
+			continue
+		}
+		l := &boundListener{key: key, serveKey: serveKey, cfg: lc, disp: new(Dispatcher)}
+		l.disp.t.Store(g.table)
+		g.listeners = append(g.listeners, l) // before building, so that discard cleans up a half-built one
 		tr, err := build[Transport](r.cat, bc, KindTransport, lc.Transport, path+".transport", withPath(lc.Options, path))
 		if err != nil {
 			return nil, err
 		}
-		g.own(tr)
-		server, err := r.buildServer(g, bc, lc, path)
-		if err != nil {
+		l.insts.own(KindTransport, lc.Transport, path, tr)
+		l.transport, l.scheme = tr, schemeOf(lc.Transport, tr)
+		if l.server, err = r.buildServer(l, bc, lc, path, g.cfg.Server.Limits.WithDefaults()); err != nil {
 			return nil, err
 		}
-		key := lc.Transport + "://" + lc.Address + " " + fmt.Sprint(lc.Options.Tree)
-		if strings.HasSuffix(lc.Address, ":0") {
-			key = "" // an ephemeral port is never the same listener twice
-		}
-		g.listeners = append(g.listeners, &boundListener{
-			key:       key,
-			transport: tr,
-			server:    server,
-			scheme:    schemeOf(lc.Transport, tr),
-			endpoint:  Endpoint{Address: schemeOf(lc.Transport, tr) + "://" + lc.Address, Labels: cfg.Instance.Labels, Weight: cfg.Instance.Weight},
-		})
+		l.endpoint = Endpoint{Address: l.scheme + "://" + lc.Address, Labels: cfg.Instance.Labels, Weight: cfg.Instance.Weight}
 	}
 	return g, nil
 }
 
-// buildServer builds the protocols of listener lc. Several protocols share
+// listenerKeys returns what identifies listener lc of cfg: key, the socket
+// (transport, address, transport options), which a new generation takes
+// over without closing the port; and serveKey, key plus everything the
+// protocol server was built from (protocols and their options, TLS, server
+// limits), which must be unchanged for its connections to be kept. An
+// ephemeral port is never the same listener twice: both are empty.
+func listenerKeys(cfg *Config, lc ListenConfig) (key, serveKey string) {
+	if strings.HasSuffix(lc.Address, ":0") {
+		return "", ""
+	}
+	key = lc.Transport + "://" + lc.Address + " " + fmt.Sprint(lc.Options.Tree)
+	tls := cfg.TLS
+	if lc.TLS != nil {
+		tls = *lc.TLS
+	}
+	popts := map[string]any{}
+	for name, raw := range lc.ProtocolOptions {
+		popts[name] = raw.Tree
+	}
+	serveKey = fmt.Sprint(key, " ", lc.Protocols, " ", popts, " ", tls, " ", cfg.Server.Limits.WithDefaults())
+	return key, serveKey
+}
+
+// buildServer builds the protocols of listener l. Several protocols share
 // the listener through a sniffer, so each must be a Matcher.
-func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, path string) (ServerConn, error) {
-	sn := &sniffer{timeout: g.cfg.Server.Limits.WithDefaults().HandshakeTimeout}
+func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig, path string, lim Limits) (ServerConn, error) {
+	sn := &sniffer{timeout: lim.HandshakeTimeout}
 	for j, name := range lc.Protocols {
 		key := fmt.Sprintf("%s.protocols[%d]", path, j)
 		proto, err := build[Protocol](r.cat, bc, KindProtocol, name, key, lc.protocolOptions(name, path))
 		if err != nil {
 			return nil, err
 		}
-		g.own(proto)
+		l.insts.own(KindProtocol, name, key, proto)
 		if len(lc.Protocols) == 1 {
-			return proto.NewServer(g.disp), nil
+			return proto.NewServer(l.disp), nil
 		}
 		m, ok := proto.(Matcher)
 		if !ok {
@@ -264,7 +380,7 @@ func (r *Runtime) buildServer(g *generation, bc BuildContext, lc ListenConfig, p
 			ids = a.ALPN()
 		}
 		sn.alpn = append(sn.alpn, ids)
-		sn.servers = append(sn.servers, proto.NewServer(g.disp))
+		sn.servers = append(sn.servers, proto.NewServer(l.disp))
 	}
 	return sn, nil
 }
@@ -278,17 +394,34 @@ func withPath(raw config.Raw, path string) config.Raw {
 	return raw
 }
 
-func (g *generation) own(v any) {
-	if c, ok := v.(io.Closer); ok {
-		g.closers = append(g.closers, c)
+// discard cleans up a generation that never ran: its own plugins and the
+// listeners it built (not those it would have carried over from cur).
+func (g *generation) discard(cur *generation) {
+	for _, l := range g.listeners {
+		if cur == nil || !slices.Contains(cur.listeners, l) {
+			l.insts.cleanup()
+		}
 	}
+	g.insts.cleanup()
 }
 
-// start opens the generation's listeners, reusing the running generation's
-// where they are unchanged.
-func (r *Runtime) start(ctx context.Context, g *generation) error {
+// start runs the new plugins' start steps, then opens the generation's new
+// listeners, taking over cur's sockets where they are unchanged, and
+// registers its endpoints.
+func (r *Runtime) start(ctx context.Context, g, cur *generation) error {
+	carried := func(l *boundListener) bool { return cur != nil && slices.Contains(cur.listeners, l) }
+	if err := g.insts.start(ctx); err != nil {
+		return err
+	}
+	for _, l := range g.listeners {
+		if !carried(l) {
+			if err := l.insts.start(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	reusable := map[string]*sharedListener{}
-	if cur := r.cur.Load(); cur != nil {
+	if cur != nil {
 		for _, l := range cur.listeners {
 			if l.key != "" {
 				reusable[l.key] = l.shared
@@ -297,18 +430,20 @@ func (r *Runtime) start(ctx context.Context, g *generation) error {
 	}
 	var opened []*sharedListener
 	for i, l := range g.listeners {
-		lc := g.cfg.Listen[i]
+		if carried(l) {
+			continue
+		}
 		if sl, ok := reusable[l.key]; ok && l.key != "" {
 			l.shared = sl
 			l.endpoint.Address = l.scheme + "://" + sl.ln.Addr().String()
 			continue
 		}
-		ln, err := l.transport.Listen(ctx, lc.Address)
+		ln, err := l.transport.Listen(ctx, l.cfg.Address)
 		if err != nil {
 			for _, sl := range opened {
 				sl.close()
 			}
-			return fmt.Errorf("config: listen[%d]: %s %s: %w", i, lc.Transport, lc.Address, err)
+			return fmt.Errorf("config: listen[%d]: %s %s: %w", i, l.cfg.Transport, l.cfg.Address, err)
 		}
 		l.shared = &sharedListener{ln: ln, done: make(chan struct{}), log: r.log}
 		l.endpoint.Address = l.scheme + "://" + ln.Addr().String()
@@ -328,7 +463,7 @@ func (r *Runtime) start(ctx context.Context, g *generation) error {
 	return nil
 }
 
-// retire drains the generation that next replaced and stops it.
+// retire drains the generation that next replaced and cleans it up.
 func (r *Runtime) retire(old, next *generation) {
 	ctx, cancel := context.WithTimeout(context.Background(), old.cfg.Server.DrainTimeout)
 	defer cancel()
@@ -338,14 +473,20 @@ func (r *Runtime) retire(old, next *generation) {
 }
 
 // drain deregisters old's endpoints (after server.handover, when next
-// publishes new ones), tells old's connections to go away,
-// waits for their calls, closes old's listeners that next does not reuse,
-// and stops old's plugins.
+// publishes new ones), tells the connections of old's listeners that next
+// does not carry to go away, waits for their calls, closes the sockets
+// next does not take over, and cleans up their plugins. old's own plugins
+// are cleaned up once the calls still running its chains on connections
+// next carried have ended, which may be after drain returns (not bounded
+// by ctx: a long-lived stream keeps its generation's plugins until it
+// ends). With next nil (Shutdown) it waits for every call within ctx.
 func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
-	kept := map[*sharedListener]bool{}
+	var keptListeners []*boundListener
+	keptSockets := map[*sharedListener]bool{}
 	if next != nil {
+		keptListeners = next.listeners
 		for _, l := range next.listeners {
-			kept[l.shared] = true
+			keptSockets[l.shared] = true
 		}
 	}
 	if reg, ok := old.resolver.(Registry); ok && len(old.listeners) > 0 {
@@ -365,9 +506,16 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 		}
 	}
 	start := time.Now()
+	var moved []*boundListener
+	for _, l := range old.listeners {
+		if !slices.Contains(keptListeners, l) {
+			moved = append(moved, l)
+		}
+	}
+	r.log.Debug("generation draining", "generation", old.id, "listeners_kept", len(old.listeners)-len(moved), "listeners_draining", len(moved))
 	var wg sync.WaitGroup
-	errs := make([]error, len(old.listeners))
-	for i, l := range old.listeners {
+	errs := make([]error, len(moved))
+	for i, l := range moved {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -375,15 +523,40 @@ func (r *Runtime) drain(ctx context.Context, old, next *generation) error {
 		}()
 	}
 	wg.Wait()
-	// Listeners close last: until then a client that still dials the old
+	// Sockets close last: until then a client that still dials the old
 	// address is told to go away, which it retries, instead of failing.
-	for _, l := range old.listeners {
-		if !kept[l.shared] {
+	for _, l := range moved {
+		if !keptSockets[l.shared] && l.shared != nil {
 			l.shared.close()
 		}
+		l.insts.cleanup()
 	}
-	old.stop()
-	r.log.Info("generation stopped", "generation", old.id, "drain", time.Since(start).Round(time.Millisecond))
+	// The plugins of old are cleaned up once the last call running its
+	// chains has ended: at once, unless next carried connections on which
+	// calls (long-lived streams) that started on old still run.
+	idle := old.table.retire()
+	finish := func() {
+		old.insts.cleanup()
+		r.viewMu.Lock()
+		if i := slices.Index(r.draining, old); i >= 0 {
+			r.draining = slices.Delete(r.draining, i, i+1)
+		}
+		r.viewMu.Unlock()
+		r.log.Info("generation stopped", "generation", old.id, "drain", time.Since(start).Round(time.Millisecond))
+		r.retiring.Done()
+	}
+	if next == nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
+		finish()
+	} else {
+		go func() {
+			<-idle
+			finish()
+		}()
+	}
 	return errors.Join(errs...)
 }
 
@@ -400,12 +573,6 @@ func movesEndpoints(old, next *generation) bool {
 		}
 	}
 	return false
-}
-
-func (g *generation) stop() {
-	for i := len(g.closers) - 1; i >= 0; i-- {
-		g.closers[i].Close()
-	}
 }
 
 func (g *generation) endpoints() []Endpoint {

@@ -35,6 +35,16 @@ type MethodDesc struct {
 	Stream StreamHandler
 	// Idempotent marks a method safe to retry after it may have run.
 	Idempotent bool
+
+	spec *Spec // set by NewServiceTable
+}
+
+// Spec returns the description of a call to m that interceptors see.
+func (m *MethodDesc) Spec() *Spec {
+	if m.spec != nil {
+		return m.spec
+	}
+	return specOf(m)
 }
 
 // ServiceDesc describes a service: its full protobuf name and its methods.
@@ -118,6 +128,9 @@ func NewServiceTable(services []*ServiceDesc) (*ServiceTable, error) {
 		for _, m := range s.Methods {
 			if _, dup := t.methods[m.FullName]; dup {
 				return nil, fmt.Errorf("kernel: method %q is registered twice", m.FullName)
+			}
+			if m.spec == nil {
+				m.spec = specOf(m)
 			}
 			t.methods[m.FullName] = m
 		}

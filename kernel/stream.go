@@ -67,12 +67,13 @@ type ClientStream interface {
 	RecvMsg(m any) error
 }
 
-// Streamer opens a streaming call to method ("/pkg.Service/Method").
-type Streamer func(ctx context.Context, method string) (ClientStream, error)
+// Streamer opens the streaming call that spec describes.
+type Streamer func(ctx context.Context, spec *Spec) (ClientStream, error)
 
 // StreamClientInterceptor wraps the opening of a client's streaming call. It
-// may wrap the stream it returns to see each message.
-type StreamClientInterceptor func(ctx context.Context, method string, next Streamer) (ClientStream, error)
+// may wrap the stream it returns to see each message. spec is shared and
+// must not be modified.
+type StreamClientInterceptor func(ctx context.Context, spec *Spec, next Streamer) (ClientStream, error)
 
 // chainStreamServer composes interceptors around h, outermost first.
 func chainStreamServer(ics []StreamServerInterceptor, h StreamHandler) StreamHandler {
@@ -87,7 +88,7 @@ func chainStreamServer(ics []StreamServerInterceptor, h StreamHandler) StreamHan
 func chainStreamClient(ics []StreamClientInterceptor, s Streamer) Streamer {
 	for i := len(ics) - 1; i >= 0; i-- {
 		ic, next := ics[i], s
-		s = func(ctx context.Context, method string) (ClientStream, error) { return ic(ctx, method, next) }
+		s = func(ctx context.Context, spec *Spec) (ClientStream, error) { return ic(ctx, spec, next) }
 	}
 	return s
 }
@@ -103,9 +104,14 @@ func (m *MethodDesc) IsStreaming() bool { return m.ClientStreams || m.ServerStre
 // context is already done gets DEADLINE_EXCEEDED (or CANCELLED) and runs
 // nothing.
 func (d *Dispatcher) HandleStream(r *Route, stream ServerStream) (err error) {
+	r, ok := d.enter(r)
+	if !ok {
+		return errStopping
+	}
+	defer r.table.leave()
 	defer func() {
 		if p := recover(); p != nil {
-			d.log.Error("handler panic", "method", r.Method.FullName, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r.table.log.Error("handler panic", "method", r.Method.FullName, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			err = status.Errorf(status.Internal, "handler panic in %s", r.Method.FullName)
 		}
 	}()
@@ -292,7 +298,7 @@ func (s BidiStreamingClient[Req, Resp]) Recv() (*Resp, error) {
 // OpenServerStream opens a server-streaming call on inv, sends req and
 // half-closes. Generated clients call it.
 func OpenServerStream[Req, Resp any](ctx context.Context, inv Invoker, method string, req *Req, opts ...CallOption) (ServerStreamingClient[Resp], error) {
-	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp](), shapeOptions[StreamTypeServer])...)
 	if err != nil {
 		return ServerStreamingClient[Resp]{}, err
 	}
@@ -308,13 +314,13 @@ func OpenServerStream[Req, Resp any](ctx context.Context, inv Invoker, method st
 // OpenClientStream opens a client-streaming call on inv. Generated clients
 // call it.
 func OpenClientStream[Req, Resp any](ctx context.Context, inv Invoker, method string, opts ...CallOption) (ClientStreamingClient[Req, Resp], error) {
-	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp](), shapeOptions[StreamTypeClient])...)
 	return ClientStreamingClient[Req, Resp]{s}, err
 }
 
 // OpenBidiStream opens a bidirectional call on inv. Generated clients call
 // it.
 func OpenBidiStream[Req, Resp any](ctx context.Context, inv Invoker, method string, opts ...CallOption) (BidiStreamingClient[Req, Resp], error) {
-	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp]())...)
+	s, err := inv.NewStream(ctx, method, append(opts, StreamTypes[Req, Resp](), shapeOptions[StreamTypeBidi])...)
 	return BidiStreamingClient[Req, Resp]{s}, err
 }

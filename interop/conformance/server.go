@@ -109,6 +109,7 @@ func Config(req *v1.ServerCompatRequest, protocols ...string) (*kernel.Config, e
 // Server is a running conformance server.
 type Server struct {
 	rt   *kernel.Runtime
+	app  *fx.App
 	Host string
 	Port uint32
 }
@@ -127,30 +128,40 @@ func Start(ctx context.Context, cfg *kernel.Config, log *slog.Logger) (*Server, 
 	if err := app.Err(); err != nil {
 		return nil, fmt.Errorf("conformance: compose server: %w", err)
 	}
+	// Process-lifetime plugins start before the first generation.
+	if err := app.Start(ctx); err != nil {
+		return nil, fmt.Errorf("conformance: start plugins: %w", err)
+	}
+	s := &Server{rt: rt, app: app}
+	fail := func(err error) (*Server, error) {
+		s.Shutdown(ctx)
+		return nil, err
+	}
 	if err := rt.Apply(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("conformance: start server: %w", err)
+		return fail(fmt.Errorf("conformance: start server: %w", err))
 	}
 	eps := rt.Endpoints()
 	if len(eps) == 0 {
-		rt.Shutdown(ctx)
-		return nil, errors.New("conformance: the server has no endpoint")
+		return fail(errors.New("conformance: the server has no endpoint"))
 	}
 	_, addr := kernel.SplitAddress(eps[0].Address)
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		rt.Shutdown(ctx)
-		return nil, fmt.Errorf("conformance: endpoint %q: %w", eps[0].Address, err)
+		return fail(fmt.Errorf("conformance: endpoint %q: %w", eps[0].Address, err))
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		rt.Shutdown(ctx)
-		return nil, fmt.Errorf("conformance: endpoint %q: %w", eps[0].Address, err)
+		return fail(fmt.Errorf("conformance: endpoint %q: %w", eps[0].Address, err))
 	}
-	return &Server{rt: rt, Host: host, Port: uint32(p)}, nil
+	s.Host, s.Port = host, uint32(p)
+	return s, nil
 }
 
 // Runtime returns the server's runtime.
 func (s *Server) Runtime() *kernel.Runtime { return s.rt }
 
-// Shutdown drains the server's calls (until ctx is done) and stops it.
-func (s *Server) Shutdown(ctx context.Context) error { return s.rt.Shutdown(ctx) }
+// Shutdown drains the server's calls (until ctx is done), stops it, then
+// stops the process-lifetime plugins.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return errors.Join(s.rt.Shutdown(ctx), s.app.Stop(ctx))
+}

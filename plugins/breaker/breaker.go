@@ -16,8 +16,8 @@ import (
 )
 
 // Breakers is the breaker plugin's instance: a kernel.Guard holding one
-// circuit breaker per scope key, created on first use. It is safe for
-// concurrent use.
+// circuit breaker per scope key, created on first use, and a
+// kernel.Publisher of their states. It is safe for concurrent use.
 type Breakers struct {
 	cfg      Config
 	log      *slog.Logger
@@ -32,6 +32,7 @@ type Breakers struct {
 type key struct{ endpoint, method string }
 
 type entry struct {
+	key
 	name      string
 	cb        *gobreaker.TwoStepCircuitBreaker[struct{}]
 	state     atomic.Int32 // gobreaker.State
@@ -39,14 +40,31 @@ type entry struct {
 	changes   atomic.Int64
 }
 
-// State is a snapshot of one breaker, for metrics and the admin endpoint.
+// State is a snapshot of one breaker, as the live view shows it (see
+// Breakers.State).
 type State struct {
-	Name     string
-	State    string // "closed", "open" or "half-open"
-	Changes  int64  // state changes since the breaker was created
-	ProbesAt time.Time
-	Requests uint32 // in the current interval
-	Failures uint32 // in the current interval
+	// Endpoint and Method are what the breaker covers; one is empty when
+	// the scope is "method" or "endpoint".
+	Endpoint string `json:"endpoint,omitempty"`
+	Method   string `json:"method,omitempty"`
+	// State is "closed", "open" or "half-open".
+	State string `json:"state"`
+	// Changes counts the state changes since the breaker was created.
+	Changes int64 `json:"changes"`
+	// ProbesAt is when an open breaker lets probes through; zero when it
+	// is not open.
+	ProbesAt time.Time `json:"probes_at,omitzero"`
+	Counts   Counts    `json:"counts"`
+}
+
+// Counts are a breaker's counts in its current interval (closed) or since
+// it turned half-open.
+type Counts struct {
+	Requests             uint32 `json:"requests"`
+	Successes            uint32 `json:"successes"`
+	Failures             uint32 `json:"failures"`
+	ConsecutiveSuccesses uint32 `json:"consecutive_successes"`
+	ConsecutiveFailures  uint32 `json:"consecutive_failures"`
 }
 
 // New returns breakers configured by cfg, logging state changes to log.
@@ -95,7 +113,7 @@ func (b *Breakers) get(be *kernel.Backend, method string) *entry {
 	if e = b.all[k]; e != nil {
 		return e
 	}
-	e = &entry{name: k.endpoint + k.method}
+	e = &entry{key: k, name: k.endpoint + k.method}
 	if k.endpoint != "" && k.method != "" {
 		e.name = k.endpoint + " " + k.method
 	}
@@ -149,8 +167,8 @@ func (b *Breakers) changed(e *entry, from, to gobreaker.State) {
 // Admit implements kernel.Guard: an open breaker (or a half-open one whose
 // probes are all out) fails the call at once with UNAVAILABLE naming the
 // breaker and when it probes again.
-func (b *Breakers) Admit(be *kernel.Backend, method string) (func(error), error) {
-	e := b.get(be, method)
+func (b *Breakers) Admit(_ context.Context, be *kernel.Backend, spec *kernel.Spec) (func(error), error) {
+	e := b.get(be, spec.FullMethod)
 	done, err := e.cb.Allow()
 	if err == nil {
 		return done, nil
@@ -183,19 +201,42 @@ func (b *Breakers) Available(be *kernel.Backend, method string) bool {
 	return true
 }
 
-// States returns a snapshot of every breaker, sorted by name.
-func (b *Breakers) States() []State {
+// State implements kernel.Publisher: a []State of every breaker, sorted by
+// endpoint, then method.
+func (b *Breakers) State() any {
 	b.mu.RLock()
-	out := make([]State, 0, len(b.all))
+	entries := make([]*entry, 0, len(b.all))
 	for _, e := range b.all {
+		entries = append(entries, e)
+	}
+	b.mu.RUnlock()
+	out := make([]State, 0, len(entries))
+	for _, e := range entries {
+		st := e.cb.State()
 		c := e.cb.Counts()
-		s := State{Name: e.name, State: e.cb.State().String(), Changes: e.changes.Load(), Requests: c.Requests, Failures: c.TotalFailures}
-		if s.State == gobreaker.StateOpen.String() {
+		s := State{
+			Endpoint: e.endpoint,
+			Method:   e.method,
+			State:    st.String(),
+			Changes:  e.changes.Load(),
+			Counts: Counts{
+				Requests:             c.Requests,
+				Successes:            c.TotalSuccesses,
+				Failures:             c.TotalFailures,
+				ConsecutiveSuccesses: c.ConsecutiveSuccesses,
+				ConsecutiveFailures:  c.ConsecutiveFailures,
+			},
+		}
+		if st == gobreaker.StateOpen {
 			s.ProbesAt = time.Unix(0, e.openUntil.Load())
 		}
 		out = append(out, s)
 	}
-	b.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Endpoint != out[j].Endpoint {
+			return out[i].Endpoint < out[j].Endpoint
+		}
+		return out[i].Method < out[j].Method
+	})
 	return out
 }

@@ -1,6 +1,8 @@
 package breaker_test
 
 import (
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +15,12 @@ import (
 
 const m = "/t.S/M"
 
+var spec = kernel.NewSpec(m, kernel.StreamTypeUnary, false)
+
 // call runs one attempt through the guard with result err and returns the
 // admission error.
 func call(g *breaker.Breakers, b *kernel.Backend, method string, err error) error {
-	done, aerr := g.Admit(b, method)
+	done, aerr := g.Admit(context.Background(), b, kernel.NewSpec(method, kernel.StreamTypeUnary, false))
 	if aerr != nil {
 		return aerr
 	}
@@ -49,10 +53,6 @@ func TestTripsOnConsecutiveFailuresAndFailsFast(t *testing.T) {
 	if err := call(g, good, m, nil); err != nil {
 		t.Errorf("healthy endpoint refused: %v", err)
 	}
-	st := g.States()
-	if len(st) != 2 || st[0].State != "open" || st[1].State != "closed" {
-		t.Errorf("states: %+v", st)
-	}
 }
 
 func TestCallerErrorsDoNotCount(t *testing.T) {
@@ -82,11 +82,11 @@ func TestHalfOpenProbeClosesOrReopens(t *testing.T) {
 	}
 	waitAvailable(t, g, b)
 	// Half-open: one probe; a second concurrent call is refused.
-	done, err := g.Admit(b, m)
+	done, err := g.Admit(context.Background(), b, spec)
 	if err != nil {
 		t.Fatalf("probe refused: %v", err)
 	}
-	if _, err := g.Admit(b, m); status.CodeOf(err) != status.Unavailable {
+	if _, err := g.Admit(context.Background(), b, spec); status.CodeOf(err) != status.Unavailable {
 		t.Errorf("second call while the probe is out: %v", err)
 	}
 	done(fail) // the probe fails: open again
@@ -158,5 +158,76 @@ func TestConfigIsStrict(t *testing.T) {
 		if _, err := breaker.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "client.interceptors[0].options", Tree: tree}); err == nil {
 			t.Errorf("accepted %v", tree)
 		}
+	}
+}
+
+func TestState(t *testing.T) {
+	unavailable := status.New(status.Unavailable, "down")
+	type result struct {
+		addr, method string
+		err          error
+	}
+	for _, tc := range []struct {
+		name  string
+		scope string
+		calls []result
+		want  []breaker.State // ProbesAt is checked for being set when open
+	}{
+		{"no calls", "endpoint_method", nil, []breaker.State{}},
+		{"endpoint and method", "endpoint_method", []result{
+			{"b", m, nil},
+			{"a", m, unavailable},
+			{"a", m, unavailable},
+			{"a", "/t.S/N", status.New(status.NotFound, "x")},
+			{"a", m, nil}, // refused: the breaker is open
+		}, []breaker.State{
+			{Endpoint: "a", Method: m, State: "open", Changes: 1},
+			{Endpoint: "a", Method: "/t.S/N", State: "closed", Counts: breaker.Counts{Requests: 1, Successes: 1, ConsecutiveSuccesses: 1}},
+			{Endpoint: "b", Method: m, State: "closed", Counts: breaker.Counts{Requests: 1, Successes: 1, ConsecutiveSuccesses: 1}},
+		}},
+		{"endpoint", "endpoint", []result{
+			{"a", "/t.S/A", unavailable},
+			{"a", "/t.S/B", nil},
+		}, []breaker.State{
+			{Endpoint: "a", State: "closed", Counts: breaker.Counts{Requests: 2, Successes: 1, Failures: 1, ConsecutiveSuccesses: 1}},
+		}},
+		{"method", "method", []result{
+			{"a", m, unavailable},
+			{"b", m, unavailable},
+		}, []breaker.State{
+			{Method: m, State: "open", Changes: 1},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ic, err := breaker.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "client.interceptors[0].options",
+				Tree: map[string]any{"scope": tc.scope, "consecutive_failures": 2, "open_for": "1h"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := ic.(kernel.Interceptor).Instance.(*breaker.Breakers)
+			backends := map[string]*kernel.Backend{}
+			for _, c := range tc.calls {
+				if backends[c.addr] == nil {
+					backends[c.addr] = kernel.NewBackend(kernel.Endpoint{Address: c.addr}, 0)
+				}
+				call(g, backends[c.addr], c.method, c.err)
+			}
+			got := g.State().([]breaker.State)
+			if len(got) != len(tc.want) {
+				t.Fatalf("state %+v, want %+v", got, tc.want)
+			}
+			for i, s := range got {
+				if s.State == "open" == s.ProbesAt.IsZero() {
+					t.Errorf("%s %s is %s with probes_at %v", s.Endpoint, s.Method, s.State, s.ProbesAt)
+				}
+				s.ProbesAt = time.Time{}
+				if s != tc.want[i] {
+					t.Errorf("state[%d] = %+v, want %+v", i, s, tc.want[i])
+				}
+			}
+			if _, err := json.Marshal(got); err != nil {
+				t.Errorf("state does not encode as JSON: %v", err)
+			}
+		})
 	}
 }

@@ -78,7 +78,8 @@ func (c *Config) Validate() error {
 // Factory builds the breaker interceptor, named "breaker".
 var Factory = kernel.NewFactory(kernel.KindInterceptor, "breaker", DefaultConfig,
 	func(bc kernel.BuildContext, c Config) (kernel.Interceptor, error) {
-		return kernel.Interceptor{Guard: New(c, bc.Logger)}, nil
+		b := New(c, bc.Logger)
+		return kernel.Interceptor{Guard: b, Instance: b}, nil
 	})
 
 // Module contributes the breaker plugin to an Axon application.

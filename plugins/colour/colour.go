@@ -81,13 +81,13 @@ func (p *Propagator) carry(ctx context.Context) context.Context {
 }
 
 // Unary is the unary client interceptor.
-func (p *Propagator) Unary(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
-	return next(p.carry(ctx), method, req, resp)
+func (p *Propagator) Unary(ctx context.Context, spec *kernel.Spec, req, resp any, next kernel.UnaryInvoker) error {
+	return next(p.carry(ctx), spec, req, resp)
 }
 
 // Stream is the stream client interceptor.
-func (p *Propagator) Stream(ctx context.Context, method string, next kernel.Streamer) (kernel.ClientStream, error) {
-	return next(p.carry(ctx), method)
+func (p *Propagator) Stream(ctx context.Context, spec *kernel.Spec, next kernel.Streamer) (kernel.ClientStream, error) {
+	return next(p.carry(ctx), spec)
 }
 
 // Router is the rules router's instance: it keeps, for the client's current

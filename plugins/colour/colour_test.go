@@ -12,15 +12,17 @@ import (
 	"github.com/axonrpc/axon/plugins/colour"
 )
 
+var spec = kernel.NewSpec("/t.S/M", kernel.StreamTypeUnary, false)
+
 func TestPropagation(t *testing.T) {
 	p := colour.NewPropagator(colour.InterceptorConfig{Propagate: []string{colour.Key, "X-Tenant"}})
 	var sent metadata.MD
-	next := func(ctx context.Context, _ string, _, _ any) error {
+	next := func(ctx context.Context, _ *kernel.Spec, _, _ any) error {
 		sent = metadata.FromOutgoingContext(ctx)
 		return nil
 	}
 	in := metadata.NewIncomingContext(context.Background(), metadata.New(colour.Key, "canary", "x-tenant", "acme", "other", "no"))
-	p.Unary(in, "/t.S/M", nil, nil, next)
+	p.Unary(in, spec, nil, nil, next)
 	if sent.Get(colour.Key) != "canary" || sent.Get("x-tenant") != "acme" || sent.Get("other") != "" {
 		t.Errorf("handler's outgoing call carried %v", sent)
 	}
@@ -28,18 +30,18 @@ func TestPropagation(t *testing.T) {
 		t.Errorf("From(incoming) = %q", colour.From(in))
 	}
 	// An explicit outgoing colour wins over the incoming one.
-	p.Unary(colour.With(in, "blue"), "/t.S/M", nil, nil, next)
+	p.Unary(colour.With(in, "blue"), spec, nil, nil, next)
 	if got := sent[colour.Key]; len(got) != 1 || got[0] != "blue" {
 		t.Errorf("explicit colour: sent %v", got)
 	}
 	// No incoming call: nothing added.
-	p.Unary(context.Background(), "/t.S/M", nil, nil, next)
+	p.Unary(context.Background(), spec, nil, nil, next)
 	if sent != nil {
 		t.Errorf("a call outside a handler carried %v", sent)
 	}
 	// A client with a colour of its own.
 	q := colour.NewPropagator(colour.InterceptorConfig{Colour: "canary"})
-	q.Unary(context.Background(), "/t.S/M", nil, nil, next)
+	q.Unary(context.Background(), spec, nil, nil, next)
 	if sent.Get(colour.Key) != "canary" {
 		t.Errorf("client colour: sent %v", sent)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/axonrpc/axon/kernel"
 )
 
 // writer coalesces frames from many goroutines into few write system calls.
@@ -29,8 +31,9 @@ import (
 // their latency. All frames share one buffer, so they reach the wire in the
 // order they were appended, whoever flushes them.
 type writer struct {
-	conn net.Conn
-	idle time.Duration // how long loop waits for work before it exits
+	conn  net.Conn
+	idle  time.Duration     // how long loop waits for work before it exits
+	stats *kernel.ConnStats // counts what is written, if set; set before the first write
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when a flush round completes
@@ -185,7 +188,10 @@ func (w *writer) flushLocked() error {
 		out := w.buf
 		w.buf = w.spare[:0]
 		w.mu.Unlock()
-		_, err := w.conn.Write(out)
+		n, err := w.conn.Write(out)
+		if n > 0 && w.stats != nil {
+			w.stats.Wrote(n, time.Now())
+		}
 		w.mu.Lock()
 		if cap(out) <= maxKeptBuf {
 			w.spare = out[:0]

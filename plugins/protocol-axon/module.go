@@ -56,6 +56,9 @@ type Protocol struct{ cfg Config }
 // New returns the protocol with cfg.
 func New(cfg Config) *Protocol { return &Protocol{cfg: cfg} }
 
+// Name returns the protocol's name, "axon".
+func (p *Protocol) Name() string { return "axon" }
+
 // NewServer implements kernel.Protocol.
 func (p *Protocol) NewServer(d *kernel.Dispatcher) kernel.ServerConn {
 	return newServer(d, p.cfg)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/axonrpc/axon/kernel"
@@ -56,10 +57,16 @@ type serverConn struct {
 	codecName string // the last codec name seen, to avoid a string per call
 	codec     kernel.Codec
 
+	stats kernel.ConnStats               // for the live view (liveview.go)
+	tls   atomic.Pointer[kernel.TLSInfo] // set once the TLS handshake is known complete
+
 	// Owned by the reader goroutine.
-	peerMaxMessage uint32                   // from the client's SETTINGS
-	peerWindow     int64                    // the window the client grants each stream
-	schemas        map[*kernel.Route]string // the schema fingerprint the client sent per method
+	peerMaxMessage uint32 // from the client's SETTINGS
+	peerWindow     int64  // the window the client grants each stream
+	// schemas holds the schema fingerprint the client sent per method. It
+	// is keyed by method, not by route: routes belong to a configuration
+	// generation, and a connection may outlive several.
+	schemas map[*kernel.MethodDesc]string
 }
 
 // sstream is one call on a server connection; it is recycled after the call.
@@ -74,6 +81,7 @@ type sstream struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // set by the reader goroutine; read under c.mu
 	started bool               // a worker owns the stream; guarded by c.mu
+	begun   bool               // counted by c.stats.Begin; owned by the worker
 	call    kernel.ServerCall
 	ss      *srvStream // a streaming call's state; nil for unary calls. Set under c.mu
 }
@@ -84,11 +92,13 @@ var sstreamPool = sync.Pool{New: func() any { return new(sstream) }}
 func (s *server) ServeConn(conn net.Conn) {
 	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream),
 		peerMaxMessage: 4 << 20, peerWindow: defaultStreamWindow}
+	c.stats.Open(time.Now())
+	c.w.stats = &c.stats
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	defer conn.Close()
 
-	br := bufio.NewReaderSize(conn, 32<<10)
+	br := bufio.NewReaderSize(countingReader{conn: conn, stats: &c.stats}, 32<<10)
 	conn.SetReadDeadline(time.Now().Add(s.limits.HandshakeTimeout))
 	var pre [prefaceLen]byte
 	if _, err := io.ReadFull(br, pre[:]); err != nil || pre != preface {
@@ -111,6 +121,7 @@ func (s *server) ServeConn(conn net.Conn) {
 	}); err != nil {
 		return
 	}
+	c.learnTLS()
 
 	s.mu.Lock()
 	shut := s.shutdown
@@ -291,10 +302,10 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	st.route = c.srv.d.Route(string(method))
 	if len(schema) > 0 && st.route != nil {
 		if c.schemas == nil {
-			c.schemas = make(map[*kernel.Route]string)
+			c.schemas = make(map[*kernel.MethodDesc]string)
 		}
-		if c.schemas[st.route] != string(schema) {
-			c.schemas[st.route] = string(schema)
+		if c.schemas[st.route.Method] != string(schema) {
+			c.schemas[st.route.Method] = string(schema)
 		}
 	}
 
@@ -331,7 +342,7 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	} else if st.codec, err = c.codecFor(codec); err == nil {
 		// The schema is checked before any message of the call is decoded.
 		if _, ok := st.codec.(kernel.SchemaCodec); ok {
-			err = c.srv.d.CheckSchema(st.route, st.codec, c.schemas[st.route])
+			err = c.srv.d.CheckSchema(st.route, st.codec, c.schemas[st.route.Method])
 		}
 		if err == nil {
 			if h.flags&flagStream != 0 || st.route.Method.IsStreaming() {
@@ -431,6 +442,8 @@ func (st *sstream) handle() {
 		c.finish(st, se)
 		return
 	}
+	c.stats.Begin()
+	st.begun = true
 	resp, err := c.srv.d.HandleUnary(ctx, st.route, req)
 	if err == nil && ctx.Err() != nil {
 		// The deadline passed or the client cancelled: the result is moot.
@@ -453,7 +466,7 @@ func (c *serverConn) respond(st *sstream, resp any) {
 		return
 	}
 	*msg = out
-	c.end(st, func(b []byte) []byte {
+	c.end(st, status.OK, func(b []byte) []byte {
 		b = appendHeader(b, len(out), frameData, 0, st.id)
 		b = append(b, out...)
 		return appendTrailers(b, st.id, status.OK, "", st.call.Trailer, 0)
@@ -467,16 +480,22 @@ func (c *serverConn) finish(st *sstream, err error) {
 	if se := status.FromError(err); se != nil {
 		code, msg = se.Code(), se.Message()
 	}
-	c.end(st, func(b []byte) []byte {
+	c.end(st, code, func(b []byte) []byte {
 		return appendTrailers(b, st.id, code, msg, st.call.Trailer, 0)
 	})
 }
 
 // end writes a stream's last frames (after any header metadata), forgets the
-// stream and recycles it. The stream leaves the connection's count before
-// its answer is written, so a client that reuses its slot at once is not
+// stream and recycles it; code is the status they carry. The stream leaves
+// the connection's count, and the live view's calls in flight, before its
+// answer is written, so a client that reuses its slot at once is not
 // refused; a drain is told the connection is idle only after the write.
-func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
+func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []byte) {
+	if st.begun {
+		c.stats.End(code)
+	} else {
+		c.stats.Finish(code)
+	}
 	c.mu.Lock()
 	if c.streams[st.id] == st {
 		delete(c.streams, st.id)
@@ -523,6 +542,7 @@ func (c *serverConn) end(st *sstream, frames func([]byte) []byte) {
 
 // reject answers a stream that was never opened.
 func (c *serverConn) reject(id uint32, se *status.Error, refused bool) {
+	c.stats.Finish(se.Code())
 	var flags byte
 	if refused {
 		flags = flagRefused

@@ -100,6 +100,8 @@ func (st *sstream) handleStream() {
 		ctx = metadata.NewIncomingContext(ctx, st.md)
 	}
 	ss.ctx = ctx
+	c.stats.Begin()
+	st.begun = true
 	err := c.srv.d.HandleStream(st.route, ss)
 	if st.ctx.Err() != nil {
 		err = context.Cause(st.ctx)

@@ -104,14 +104,15 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	if ct.text {
 		s.body = &base64Reader{r: r.Body}
 	}
-	if a, ok := r.Context().Value(peerKey{}).(net.Addr); ok {
-		s.call.Peer = a
+	if lc := connOf(r); lc != nil {
+		s.call.Peer, s.live = lc.remote, lc
+		lc.arrived(r.ProtoMajor >= 2, ct.web)
 	}
 	ctx := r.Context()
 	route, md, timeout, err := h.prepare(r, s)
 	if err != nil {
 		s.ctx = ctx
-		s.finish(err)
+		s.finish(err) // counted by ConnStats.Finish: never dispatched
 		return
 	}
 	if timeout > 0 {
@@ -129,6 +130,10 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 		// one message read the body to its end before answering (see
 		// RecvMsg), so they need no full duplex.
 		http.NewResponseController(w).EnableFullDuplex()
+	}
+	if s.live != nil {
+		s.live.stats.Begin()
+		s.begun = true
 	}
 	err = h.d.HandleStream(route, s)
 	if err == nil && s.ctx.Err() != nil {

@@ -115,7 +115,7 @@ func canonicalAll(names []string) []string {
 // HTTP/1.1 and HTTP/2 on a *tls.Conn)
 // dispatching gRPC and gRPC-Web calls to d, with d's limits.
 func (p *Protocol) NewServer(d *kernel.Dispatcher) kernel.ServerConn {
-	return newServer(d, p.cfg)
+	return newServer(d, p.cfg, p.name)
 }
 
 // NewSession implements kernel.Protocol. It always fails with

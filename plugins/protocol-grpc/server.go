@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/axonrpc/axon/kernel"
 )
@@ -38,16 +39,25 @@ import (
 // handshake is the kernel's (the connection's own tls.Config negotiates
 // ALPN).
 type server struct {
+	name string // the protocol's name, "grpc" or "grpc-web"
 	d    *kernel.Dispatcher
 	h    *handler
 	hs   *http.Server
 	ln   *connListener
 	once sync.Once // starts hs.Serve on the first connection
 	done chan struct{}
-	// tlsClosed maps a *tls.Conn being served to a channel closed when the
-	// HTTP server has closed it (ConnState): such a connection cannot be a
-	// trackedConn.
+	// tlsClosed maps a *tls.Conn being served to its tlsServed: such a
+	// connection cannot be a trackedConn.
 	tlsClosed sync.Map
+
+	mu    sync.Mutex
+	conns map[*liveConn]struct{} // the connections being served (liveview.go)
+}
+
+// tlsServed is a *tls.Conn being served.
+type tlsServed struct {
+	closed chan struct{} // closed when the HTTP server has closed it (ConnState)
+	lc     *liveConn
 }
 
 // headerSlack is what the HTTP header block may hold beyond max_metadata:
@@ -57,9 +67,9 @@ type server struct {
 // refused by the HTTP layer (HTTP/2 advertises it as MAX_HEADER_LIST_SIZE).
 const headerSlack = 2 << 10
 
-func newServer(d *kernel.Dispatcher, cfg Config) *server {
+func newServer(d *kernel.Dispatcher, cfg Config, name string) *server {
 	lim := d.Limits()
-	s := &server{d: d, ln: newConnListener(), done: make(chan struct{})}
+	s := &server{name: name, d: d, ln: newConnListener(), done: make(chan struct{}), conns: make(map[*liveConn]struct{})}
 	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata), hijackClosed: s.tlsDone}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
@@ -74,11 +84,9 @@ func newServer(d *kernel.Dispatcher, cfg Config) *server {
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lim.MaxConcurrentStreams,
 		},
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, peerKey{}, c.RemoteAddr())
-		},
-		ConnState: s.connState,
-		ErrorLog:  slog.NewLogLogger(loggerOf(d).Handler(), slog.LevelDebug),
+		ConnContext: s.connContext,
+		ConnState:   s.connState,
+		ErrorLog:    slog.NewLogLogger(loggerOf(d).Handler(), slog.LevelDebug),
 	}
 	return s
 }
@@ -97,10 +105,29 @@ func (s *server) connState(c net.Conn, st http.ConnState) {
 // tlsDone ends ServeConn for c if c is a TLS connection being served.
 func (s *server) tlsDone(c net.Conn) {
 	if tc, ok := c.(*tls.Conn); ok {
-		if ch, ok := s.tlsClosed.LoadAndDelete(tc); ok {
-			close(ch.(chan struct{}))
+		if ts, ok := s.tlsClosed.LoadAndDelete(tc); ok {
+			close(ts.(*tlsServed).closed)
 		}
 	}
+}
+
+// connContext gives a connection's requests its liveConn (connOf), which
+// also holds its peer address.
+func (s *server) connContext(ctx context.Context, c net.Conn) context.Context {
+	var lc *liveConn
+	switch c := c.(type) {
+	case *trackedConn:
+		lc = c.lc
+	case *tls.Conn:
+		if ts, ok := s.tlsClosed.Load(c); ok {
+			lc = ts.(*tlsServed).lc
+		}
+	}
+	if lc == nil {
+		// Not from ServeConn (it always is): counted, but not listed.
+		lc = &liveConn{local: c.LocalAddr(), remote: c.RemoteAddr()}
+	}
+	return context.WithValue(ctx, connKey{}, lc)
 }
 
 func loggerOf(d *kernel.Dispatcher) *slog.Logger {
@@ -109,8 +136,6 @@ func loggerOf(d *kernel.Dispatcher) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
-
-type peerKey struct{}
 
 // ServeConn implements kernel.ServerConn: it hands conn to the HTTP server
 // and blocks until the server has closed it. After Shutdown it closes conn
@@ -123,19 +148,22 @@ func (s *server) ServeConn(conn net.Conn) {
 			s.hs.Serve(s.ln) // returns once Shutdown or Close closes s.ln
 		}()
 	})
+	lc := newLiveConn(conn)
+	s.register(lc)
+	defer s.unregister(lc) // once the HTTP server has closed conn
 	if tc, ok := conn.(*tls.Conn); ok {
-		closed := make(chan struct{})
-		s.tlsClosed.Store(tc, closed) // before the server can report it closed
+		ts := &tlsServed{closed: make(chan struct{}), lc: lc}
+		s.tlsClosed.Store(tc, ts) // before the server can report it closed
 		if !s.ln.push(tc) {
 			s.tlsClosed.Delete(tc)
 			conn.Close()
 			return
 		}
-		<-closed
+		<-ts.closed
 		return
 	}
-	tc := &trackedConn{Conn: conn, closed: make(chan struct{})}
-	tc.br = bufio.NewReaderSize(conn, readBuffer)
+	tc := &trackedConn{Conn: conn, lc: lc, closed: make(chan struct{})}
+	tc.br = bufio.NewReaderSize(&countingReader{conn: conn, lc: lc}, readBuffer)
 	if !s.ln.push(tc) {
 		conn.Close()
 		return
@@ -214,15 +242,25 @@ func (listenerAddr) String() string  { return "protocol.grpc" }
 const readBuffer = 16 << 10
 
 // trackedConn tells ServeConn when the HTTP server has closed a connection,
-// and buffers its reads.
+// buffers its reads, and counts its bytes (below the buffer, see
+// countingReader).
 type trackedConn struct {
 	net.Conn
+	lc     *liveConn
 	br     *bufio.Reader
 	once   sync.Once
 	closed chan struct{}
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.lc.stats.Wrote(n, time.Now())
+	}
+	return n, err
+}
 
 // CloseWrite half-closes the connection when the one underneath can.
 func (c *trackedConn) CloseWrite() error {

@@ -33,6 +33,10 @@ type stream struct {
 	body io.Reader
 	ctx  context.Context
 	call kernel.ServerCall
+	// live is the connection's entry in the live view; begun is set once
+	// the call was counted by its ConnStats.Begin.
+	live  *liveConn
+	begun bool
 
 	codec             kernel.Codec
 	reqGzip, respGzip bool
@@ -271,6 +275,15 @@ func (s *stream) finish(err error) {
 	code, msg := status.OK, ""
 	if se := status.FromError(err); se != nil {
 		code, msg = se.Code(), se.Message()
+	}
+	if s.live != nil {
+		// Before the status is written: once a client has it, the call
+		// is no longer in flight.
+		if s.begun {
+			s.live.stats.End(code)
+		} else {
+			s.live.stats.Finish(code)
+		}
 	}
 	trailer := s.call.Trailer
 	var details string

@@ -18,12 +18,12 @@ import (
 // Limit is one set of limits; a zero field means no such limit.
 type Limit struct {
 	// RPS is the sustained rate of calls per second.
-	RPS float64 `yaml:"rps" min:"0"`
+	RPS float64 `yaml:"rps" min:"0" json:"rps,omitempty"`
 	// Burst is how many calls may come at once above the rate (default:
 	// RPS rounded up, at least 1).
-	Burst int `yaml:"burst" min:"0"`
+	Burst int `yaml:"burst" min:"0" json:"burst,omitempty"`
 	// MaxConcurrent caps the calls in progress.
-	MaxConcurrent int `yaml:"max_concurrent" min:"0"`
+	MaxConcurrent int `yaml:"max_concurrent" min:"0" json:"max_concurrent,omitempty"`
 }
 
 // Config is the rate limiter's options block.
@@ -68,7 +68,7 @@ func (c *Config) Validate() error {
 var Factory = kernel.NewFactory(kernel.KindInterceptor, "ratelimit", DefaultConfig,
 	func(_ kernel.BuildContext, c Config) (kernel.Interceptor, error) {
 		l := New(c)
-		return kernel.Interceptor{Server: l.Unary, StreamServer: l.Stream}, nil
+		return kernel.Interceptor{Server: l.Unary, StreamServer: l.Stream, Instance: l}, nil
 	})
 
 // Module contributes the rate limiter to an Axon application.

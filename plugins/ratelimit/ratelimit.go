@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"maps"
 	"math"
 	"strconv"
 	"strings"
@@ -18,7 +19,8 @@ import (
 // limit lets a call through again.
 const RetryAfterKey = "axon-retry-after-ms"
 
-// Limiter is the rate limiter's instance; safe for concurrent use.
+// Limiter is the rate limiter's instance, and a kernel.Publisher of its
+// State; safe for concurrent use.
 type Limiter struct {
 	cfg Config
 
@@ -41,10 +43,31 @@ type bucket struct {
 }
 
 // New returns a limiter configured by c.
-func New(c Config) *Limiter { return &Limiter{cfg: c, buckets: map[string]*bucket{}} }
+func New(c Config) *Limiter {
+	c.Limits = maps.Clone(c.Limits)
+	return &Limiter{cfg: c, buckets: map[string]*bucket{}}
+}
 
-// Rejected returns how many calls the limiter has refused.
-func (l *Limiter) Rejected() int64 { return l.rejected.Load() }
+// State is what the live view shows of a limiter (see Limiter.State): its
+// settings and the calls it refused.
+type State struct {
+	Scope string `json:"scope"`
+	// Default is the limits of every key without an entry in Limits.
+	Default Limit            `json:"default"`
+	Limits  map[string]Limit `json:"limits,omitempty"`
+	// Rejected counts the calls refused, over a rate or a concurrency cap.
+	Rejected int64 `json:"rejected"`
+}
+
+// State implements kernel.Publisher.
+func (l *Limiter) State() any {
+	return State{
+		Scope:    l.cfg.Scope,
+		Default:  Limit{RPS: l.cfg.RPS, Burst: l.cfg.Burst, MaxConcurrent: l.cfg.MaxConcurrent},
+		Limits:   l.cfg.Limits, // cloned by New and never modified
+		Rejected: l.rejected.Load(),
+	}
+}
 
 func (l *Limiter) bucketFor(method string) *bucket {
 	k := method

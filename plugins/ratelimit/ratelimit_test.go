@@ -2,6 +2,8 @@ package ratelimit_test
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/axonrpc/axon/kernel"
@@ -48,8 +50,8 @@ func TestRateWithBurst(t *testing.T) {
 	if _, err := l.Unary(ctx, nil, ok); err != nil {
 		t.Fatalf("another method shares the bucket: %v", err)
 	}
-	if l.Rejected() != 1 {
-		t.Errorf("rejected %d, want 1", l.Rejected())
+	if n := l.State().(ratelimit.State).Rejected; n != 1 {
+		t.Errorf("rejected %d, want 1", n)
 	}
 }
 
@@ -109,5 +111,42 @@ func TestConfigIsStrict(t *testing.T) {
 		if _, err := ratelimit.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "server.interceptors[0].options", Tree: tree}); err == nil {
 			t.Errorf("accepted %v", tree)
 		}
+	}
+}
+
+func TestState(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tree  map[string]any
+		calls []string
+		want  ratelimit.State
+	}{
+		{"defaults", nil, []string{"/t.S/M", "/t.S/M"}, ratelimit.State{Scope: "method"}},
+		{"per method", map[string]any{"rps": 0.001, "burst": 2, "limits": map[string]any{"/t.S/Free": map[string]any{"max_concurrent": 5}}},
+			[]string{"/t.S/M", "/t.S/M", "/t.S/M", "/t.S/Free", "/t.S/M", "/t.S/N"},
+			ratelimit.State{Scope: "method", Default: ratelimit.Limit{RPS: 0.001, Burst: 2},
+				Limits: map[string]ratelimit.Limit{"/t.S/Free": {MaxConcurrent: 5}}, Rejected: 2}},
+		{"per server", map[string]any{"scope": "server", "rps": 0.001, "max_concurrent": 10},
+			[]string{"/t.S/M", "/t.U/M", "/t.S/N"},
+			ratelimit.State{Scope: "server", Default: ratelimit.Limit{RPS: 0.001, MaxConcurrent: 10}, Rejected: 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ic, err := ratelimit.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "server.interceptors[0].options", Tree: tc.tree})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := ic.(kernel.Interceptor).Instance.(*ratelimit.Limiter)
+			for _, m := range tc.calls {
+				ctx, _ := callCtx(m)
+				l.Unary(ctx, nil, ok)
+			}
+			got := l.State().(ratelimit.State)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("state %+v, want %+v", got, tc.want)
+			}
+			if _, err := json.Marshal(got); err != nil {
+				t.Errorf("state does not encode as JSON: %v", err)
+			}
+		})
 	}
 }

@@ -43,10 +43,11 @@ type Config struct {
 	RetryableCodes []string `yaml:"retryable_codes"`
 	// IdempotentMethods lists the methods that may be retried after they
 	// may have run: full names ("/pkg.Service/Method") or a service with
-	// "/*" ("/pkg.Service/*"). A call can also be marked with
-	// retry.Idempotent(ctx) or the call option kernel.Idempotent(). Other
-	// calls are retried only when the server refused them before running
-	// them.
+	// "/*" ("/pkg.Service/*"). Calls whose kernel.Spec is Idempotent (made
+	// with the call option kernel.Idempotent(), or to a method that is
+	// idempotent) and calls made with retry.Idempotent(ctx) are idempotent
+	// too. Other calls are retried only when the server refused them
+	// before running them.
 	IdempotentMethods []string `yaml:"idempotent_methods"`
 	// BudgetRatio is the most retries as a fraction of calls (default
 	// 0.2).
@@ -98,7 +99,7 @@ func (c *Config) Validate() error {
 var Factory = kernel.NewFactory(kernel.KindInterceptor, "retry", DefaultConfig,
 	func(bc kernel.BuildContext, c Config) (kernel.Interceptor, error) {
 		r := New(c)
-		return kernel.Interceptor{Client: r.Intercept}, nil
+		return kernel.Interceptor{Client: r.Intercept, Instance: r}, nil
 	})
 
 // Module contributes the retry plugin to an Axon application.

@@ -29,8 +29,8 @@ func Idempotent(ctx context.Context) context.Context {
 	return context.WithValue(ctx, idempotentKey{}, true)
 }
 
-// Retrier is the retry interceptor's instance. It is safe for concurrent
-// use.
+// Retrier is the retry interceptor's instance, and a kernel.Publisher of
+// its Stats. It is safe for concurrent use.
 type Retrier struct {
 	cfg       Config
 	retryable [status.Unauthenticated + 1]bool
@@ -38,7 +38,7 @@ type Retrier struct {
 
 	budget budget
 
-	// Counters, for tests and metrics.
+	// Counters, for the live view.
 	calls, retries, denied, hedges atomic.Int64
 }
 
@@ -56,16 +56,42 @@ func New(c Config) *Retrier {
 	return r
 }
 
-// Stats returns the calls seen, the retries sent and the retries (and
-// backup attempts) the budget denied.
-func (r *Retrier) Stats() (calls, retries, denied int64) {
-	return r.calls.Load(), r.retries.Load(), r.denied.Load()
+// Stats is what the live view shows of a retrier (see Retrier.State).
+type Stats struct {
+	// Calls counts the calls seen, Retries the retries sent, Hedges the
+	// backup attempts sent, and Denied the retries and backup attempts
+	// the budget refused.
+	Calls   int64 `json:"calls"`
+	Retries int64 `json:"retries"`
+	Hedges  int64 `json:"hedges"`
+	Denied  int64 `json:"denied"`
+	// Budget is the retry budget's balance and cap, in retries.
+	Budget Budget `json:"budget"`
 }
 
-// Hedges returns the number of backup attempts sent.
-func (r *Retrier) Hedges() int64 { return r.hedges.Load() }
+// Budget is the state of a retry budget, in retries.
+type Budget struct {
+	Available float64 `json:"available"`
+	Cap       float64 `json:"cap"`
+}
 
-func (r *Retrier) idempotent(ctx context.Context, method string) bool {
+// State implements kernel.Publisher: the retrier's Stats.
+func (r *Retrier) State() any {
+	r.budget.refillNow()
+	return Stats{
+		Calls:   r.calls.Load(),
+		Retries: r.retries.Load(),
+		Hedges:  r.hedges.Load(),
+		Denied:  r.denied.Load(),
+		Budget:  Budget{Available: float64(r.budget.balance.Load()) / 1000, Cap: float64(r.budget.cap) / 1000},
+	}
+}
+
+func (r *Retrier) idempotent(ctx context.Context, spec *kernel.Spec) bool {
+	if spec.Idempotent {
+		return true
+	}
+	method := spec.FullMethod
 	if len(r.methods) > 0 {
 		if r.methods[method] {
 			return true
@@ -74,22 +100,20 @@ func (r *Retrier) idempotent(ctx context.Context, method string) bool {
 			return true
 		}
 	}
-	if v, _ := ctx.Value(idempotentKey{}).(bool); v {
-		return true
-	}
-	return kernel.IsIdempotent(ctx)
+	v, _ := ctx.Value(idempotentKey{}).(bool)
+	return v
 }
 
 // Intercept is the unary client interceptor.
-func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
+func (r *Retrier) Intercept(ctx context.Context, spec *kernel.Spec, req, resp any, next kernel.UnaryInvoker) error {
 	r.calls.Add(1)
 	r.budget.deposit()
 	if (r.cfg.MaxAttempts <= 1 && r.cfg.HedgeAfter <= 0) || metadata.FromIncomingContext(ctx).Get(AttemptKey) != "" {
 		// The handler making this call serves a retry: the caller upstream
 		// retries already, so this hop does not multiply its attempts.
-		return next(ctx, method, req, resp)
+		return next(ctx, spec, req, resp)
 	}
-	idem := r.idempotent(ctx, method)
+	idem := r.idempotent(ctx, spec)
 	var err error
 	for attempt := 1; ; attempt++ {
 		actx := ctx
@@ -97,9 +121,9 @@ func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, n
 			actx = metadata.AppendToOutgoingContext(ctx, AttemptKey, strconv.Itoa(attempt))
 		}
 		if idem && r.cfg.HedgeAfter > 0 {
-			err = r.hedged(actx, attempt, method, req, resp, next)
+			err = r.hedged(actx, attempt, spec, req, resp, next)
 		} else {
-			err = r.attempt(actx, method, req, resp, next)
+			err = r.attempt(actx, spec, req, resp, next)
 		}
 		if err == nil || attempt >= r.cfg.MaxAttempts || ctx.Err() != nil || !r.shouldRetry(ctx, err, idem) {
 			return err
@@ -115,16 +139,16 @@ func (r *Retrier) Intercept(ctx context.Context, method string, req, resp any, n
 	}
 }
 
-func (r *Retrier) attempt(ctx context.Context, method string, req, resp any, next kernel.UnaryInvoker) error {
+func (r *Retrier) attempt(ctx context.Context, spec *kernel.Spec, req, resp any, next kernel.UnaryInvoker) error {
 	if r.cfg.PerAttemptTimeout <= 0 {
-		return next(ctx, method, req, resp)
+		return next(ctx, spec, req, resp)
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= r.cfg.PerAttemptTimeout {
-		return next(ctx, method, req, resp)
+		return next(ctx, spec, req, resp)
 	}
 	actx, cancel := context.WithTimeout(ctx, r.cfg.PerAttemptTimeout)
 	defer cancel()
-	return next(actx, method, req, resp)
+	return next(actx, spec, req, resp)
 }
 
 // shouldRetry reports whether a failed attempt may be sent again: a refusal
@@ -206,21 +230,27 @@ func (b *budget) deposit() {
 	}
 }
 
-func (b *budget) withdraw() bool {
-	if b.floor > 0 {
-		b.mu.Lock()
-		now := time.Now()
-		if add := int64(now.Sub(b.refill).Seconds() * float64(b.floor)); add > 0 {
-			b.refill = now
-			for {
-				v := b.balance.Load()
-				if b.balance.CompareAndSwap(v, min(v+add, max(v, b.cap))) {
-					break
-				}
+// refillNow adds the floor's retries for the time since the last refill.
+func (b *budget) refillNow() {
+	if b.floor == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if add := int64(now.Sub(b.refill).Seconds() * float64(b.floor)); add > 0 {
+		b.refill = now
+		for {
+			v := b.balance.Load()
+			if b.balance.CompareAndSwap(v, min(v+add, max(v, b.cap))) {
+				break
 			}
 		}
-		b.mu.Unlock()
 	}
+}
+
+func (b *budget) withdraw() bool {
+	b.refillNow()
 	for {
 		v := b.balance.Load()
 		if v < 1000 {
@@ -238,10 +268,10 @@ func (b *budget) withdraw() bool {
 // other attempt is cancelled and waited for. When both fail the last error
 // is returned. Each attempt decodes into its own message, so they never
 // write to the same memory.
-func (r *Retrier) hedged(ctx context.Context, attempt int, method string, req, resp any, next kernel.UnaryInvoker) error {
+func (r *Retrier) hedged(ctx context.Context, attempt int, spec *kernel.Spec, req, resp any, next kernel.UnaryInvoker) error {
 	rt := reflect.TypeOf(resp)
 	if rt == nil || rt.Kind() != reflect.Pointer {
-		return r.attempt(ctx, method, req, resp, next)
+		return r.attempt(ctx, spec, req, resp, next)
 	}
 	type result struct {
 		err      error
@@ -255,7 +285,7 @@ func (r *Retrier) hedged(ctx context.Context, attempt int, method string, req, r
 		res := &result{resp: reflect.New(rt.Elem()).Interface()}
 		actx = kernel.WithCallOptions(actx, kernel.Header(&res.hdr), kernel.Trailer(&res.trl))
 		go func() {
-			res.err = r.attempt(actx, method, req, res.resp, next)
+			res.err = r.attempt(actx, spec, req, res.resp, next)
 			results <- res
 		}()
 	}

@@ -2,6 +2,7 @@ package retry_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 const m = "/t.S/Get"
 
+var spec = kernel.NewSpec(m, kernel.StreamTypeUnary, false)
+
 // backend is a fake next invoker returning errs in turn (the last one
 // repeats) and recording each attempt's retry flag.
 type backend struct {
@@ -21,7 +24,7 @@ type backend struct {
 	flags []string
 }
 
-func (b *backend) invoke(ctx context.Context, _ string, _, _ any) error {
+func (b *backend) invoke(ctx context.Context, _ *kernel.Spec, _, _ any) error {
 	b.flags = append(b.flags, metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey))
 	err := b.errs[min(len(b.flags)-1, len(b.errs)-1)]
 	return err
@@ -42,19 +45,21 @@ func TestWhenToRetry(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		method   string
+		idem     bool // Spec.Idempotent
 		ctx      func(context.Context) context.Context
 		errs     []error
 		attempts int
 		code     status.Code
 	}{
-		{"idempotent, retryable code", m, nil, []error{unavailable}, 3, status.Unavailable},
-		{"succeeds on the second attempt", m, nil, []error{unavailable, nil}, 2, status.OK},
-		{"service wildcard", "/t.Other/Put", nil, []error{unavailable}, 3, status.Unavailable},
-		{"not idempotent", "/t.S/Put", nil, []error{unavailable}, 1, status.Unavailable},
-		{"marked idempotent by context", "/t.S/Put", retry.Idempotent, []error{unavailable}, 3, status.Unavailable},
-		{"refused, not idempotent", "/t.S/Put", nil, []error{status.Refused("going away"), nil}, 2, status.OK},
-		{"caller error", m, nil, []error{status.New(status.InvalidArgument, "bad")}, 1, status.InvalidArgument},
-		{"serving a retry upstream", m, func(ctx context.Context) context.Context {
+		{"idempotent, retryable code", m, false, nil, []error{unavailable}, 3, status.Unavailable},
+		{"succeeds on the second attempt", m, false, nil, []error{unavailable, nil}, 2, status.OK},
+		{"service wildcard", "/t.Other/Put", false, nil, []error{unavailable}, 3, status.Unavailable},
+		{"not idempotent", "/t.S/Put", false, nil, []error{unavailable}, 1, status.Unavailable},
+		{"idempotent by spec", "/t.S/Put", true, nil, []error{unavailable}, 3, status.Unavailable},
+		{"marked idempotent by context", "/t.S/Put", false, retry.Idempotent, []error{unavailable}, 3, status.Unavailable},
+		{"refused, not idempotent", "/t.S/Put", false, nil, []error{status.Refused("going away"), nil}, 2, status.OK},
+		{"caller error", m, false, nil, []error{status.New(status.InvalidArgument, "bad")}, 1, status.InvalidArgument},
+		{"serving a retry upstream", m, false, func(ctx context.Context) context.Context {
 			return metadata.NewIncomingContext(ctx, metadata.New(retry.AttemptKey, "2"))
 		}, []error{unavailable}, 1, status.Unavailable},
 	} {
@@ -65,7 +70,7 @@ func TestWhenToRetry(t *testing.T) {
 			if tc.ctx != nil {
 				ctx = tc.ctx(ctx)
 			}
-			err := r.Intercept(ctx, tc.method, nil, nil, b.invoke)
+			err := r.Intercept(ctx, kernel.NewSpec(tc.method, kernel.StreamTypeUnary, tc.idem), nil, nil, b.invoke)
 			if len(b.flags) != tc.attempts || status.CodeOf(err) != tc.code {
 				t.Fatalf("attempts %d, err %v; want %d attempts, %v", len(b.flags), err, tc.attempts, tc.code)
 			}
@@ -87,7 +92,7 @@ func TestBudgetBoundsAmplification(t *testing.T) {
 	b := &backend{errs: []error{status.New(status.Unavailable, "down")}}
 	const calls = 2000
 	for range calls {
-		r.Intercept(context.Background(), m, nil, nil, b.invoke)
+		r.Intercept(context.Background(), spec, nil, nil, b.invoke)
 	}
 	// Budget: 0.2 per call, plus the cap of 10*0.2 saved up at the start.
 	if max := calls*1.2 + 2; float64(len(b.flags)) > max {
@@ -96,23 +101,23 @@ func TestBudgetBoundsAmplification(t *testing.T) {
 	if len(b.flags) < calls*1.2-2 {
 		t.Errorf("%d attempts for %d calls: the budget was not used", len(b.flags), calls)
 	}
-	c, retries, denied := r.Stats()
-	if c != calls || retries+calls != int64(len(b.flags)) || denied == 0 {
-		t.Errorf("stats: calls %d retries %d denied %d", c, retries, denied)
+	st := r.State().(retry.Stats)
+	if st.Calls != calls || st.Retries+calls != int64(len(b.flags)) || st.Denied == 0 {
+		t.Errorf("stats: %+v", st)
 	}
 }
 
 func TestPerAttemptTimeoutWithinDeadline(t *testing.T) {
 	r := retry.New(cfg(func(c *retry.Config) { c.PerAttemptTimeout = 5 * time.Millisecond }))
 	attempts := 0
-	hang := func(ctx context.Context, _ string, _, _ any) error {
+	hang := func(ctx context.Context, _ *kernel.Spec, _, _ any) error {
 		attempts++
 		<-ctx.Done()
 		return status.FromError(ctx.Err())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	err := r.Intercept(ctx, m, nil, nil, hang)
+	err := r.Intercept(ctx, spec, nil, nil, hang)
 	if attempts != 3 || status.CodeOf(err) != status.DeadlineExceeded {
 		t.Fatalf("attempts %d, err %v; want 3 attempts each timing out", attempts, err)
 	}
@@ -137,10 +142,12 @@ func TestConfigIsStrict(t *testing.T) {
 
 type msg struct{ V string }
 
+func hedges(r *retry.Retrier) int64 { return r.State().(retry.Stats).Hedges }
+
 func TestHedgeFirstSuccessWins(t *testing.T) {
 	r := retry.New(cfg(func(c *retry.Config) { c.HedgeAfter = time.Millisecond }))
 	cancelled := make(chan bool, 1)
-	next := func(ctx context.Context, _ string, _, resp any) error {
+	next := func(ctx context.Context, _ *kernel.Spec, _, resp any) error {
 		if metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey) == "" {
 			<-ctx.Done() // the slow first attempt
 			cancelled <- true
@@ -150,11 +157,11 @@ func TestHedgeFirstSuccessWins(t *testing.T) {
 		return nil
 	}
 	var out msg
-	if err := r.Intercept(context.Background(), m, nil, &out, next); err != nil {
+	if err := r.Intercept(context.Background(), spec, nil, &out, next); err != nil {
 		t.Fatal(err)
 	}
-	if out.V != "backup" || r.Hedges() != 1 {
-		t.Fatalf("response %q, hedges %d", out.V, r.Hedges())
+	if h := hedges(r); out.V != "backup" || h != 1 {
+		t.Fatalf("response %q, hedges %d", out.V, h)
 	}
 	select {
 	case <-cancelled:
@@ -164,17 +171,17 @@ func TestHedgeFirstSuccessWins(t *testing.T) {
 	// Not idempotent: no backup.
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Intercept(context.Background(), "/t.S/Put", nil, &out, func(ctx context.Context, _ string, _, _ any) error { return nil })
+		done <- r.Intercept(context.Background(), kernel.NewSpec("/t.S/Put", kernel.StreamTypeUnary, false), nil, &out, func(ctx context.Context, _ *kernel.Spec, _, _ any) error { return nil })
 	}()
-	if err := <-done; err != nil || r.Hedges() != 1 {
-		t.Fatalf("non-idempotent call: %v, hedges %d", err, r.Hedges())
+	if err := <-done; err != nil || hedges(r) != 1 {
+		t.Fatalf("non-idempotent call: %v, hedges %d", err, hedges(r))
 	}
 }
 
 func TestHedgeBothFail(t *testing.T) {
 	r := retry.New(cfg(func(c *retry.Config) { c.HedgeAfter = time.Millisecond; c.MaxAttempts = 1 }))
 	release := make(chan struct{})
-	next := func(ctx context.Context, _ string, _, _ any) error {
+	next := func(ctx context.Context, _ *kernel.Spec, _, _ any) error {
 		if metadata.FromOutgoingContext(ctx).Get(retry.AttemptKey) == "" {
 			<-release
 			return status.New(status.Unavailable, "first")
@@ -183,8 +190,53 @@ func TestHedgeBothFail(t *testing.T) {
 		return status.New(status.Unavailable, "backup")
 	}
 	var out msg
-	err := r.Intercept(context.Background(), m, nil, &out, next)
-	if status.CodeOf(err) != status.Unavailable || r.Hedges() != 1 {
-		t.Fatalf("err %v, hedges %d", err, r.Hedges())
+	err := r.Intercept(context.Background(), spec, nil, &out, next)
+	if status.CodeOf(err) != status.Unavailable || hedges(r) != 1 {
+		t.Fatalf("err %v, hedges %d", err, hedges(r))
+	}
+}
+
+func TestState(t *testing.T) {
+	unavailable := status.New(status.Unavailable, "down")
+	for _, tc := range []struct {
+		name  string
+		opts  map[string]any
+		calls [][]error // each call's attempts' results (the last repeats)
+		want  retry.Stats
+	}{
+		{"no calls", nil, nil, retry.Stats{Budget: retry.Budget{Available: 0, Cap: 2}}},
+		{"successes fill the budget", nil, [][]error{{nil}, {nil}, {nil}},
+			retry.Stats{Calls: 3, Budget: retry.Budget{Available: 0.6, Cap: 2}}},
+		{"retries spend it", map[string]any{"budget_ratio": 1}, [][]error{{unavailable, nil}, {unavailable, unavailable, nil}},
+			retry.Stats{Calls: 2, Retries: 2, Denied: 1, Budget: retry.Budget{Available: 0, Cap: 10}}},
+		{"floor", map[string]any{"budget_ratio": 0, "budget_floor": 2}, [][]error{{unavailable}},
+			retry.Stats{Calls: 1, Retries: 2, Budget: retry.Budget{Available: 0, Cap: 2}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := map[string]any{"budget_floor": 0, "initial_backoff": "1us", "max_backoff": "1ms", "idempotent_methods": []any{m}}
+			for k, v := range tc.opts {
+				tree[k] = v
+			}
+			ic, err := retry.Factory.Build(kernel.BuildContext{}, config.Raw{Path: "client.interceptors[0].options", Tree: tree})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := ic.(kernel.Interceptor).Instance.(*retry.Retrier)
+			for _, errs := range tc.calls {
+				b := &backend{errs: errs}
+				r.Intercept(context.Background(), spec, nil, nil, b.invoke)
+			}
+			got := r.State().(retry.Stats)
+			// The floor refills over time: allow for what it added since.
+			if tc.opts["budget_floor"] != nil && got.Budget.Available < 0.1 {
+				got.Budget.Available = 0
+			}
+			if got != tc.want {
+				t.Errorf("state %+v, want %+v", got, tc.want)
+			}
+			if _, err := json.Marshal(got); err != nil {
+				t.Errorf("state does not encode as JSON: %v", err)
+			}
+		})
 	}
 }
