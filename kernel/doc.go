@@ -6,7 +6,10 @@
 // by kind and name, and a configuration selects them by name. Factories live
 // for the process. The instances they build live for one configuration
 // generation: the Runtime builds a new generation beside the running one,
-// starts it, swaps it in, drains the old one and stops it (see Runtime.Apply).
+// starts it, swaps it in, drains the old one and cleans it up (see Runtime
+// and lifecycle.go); connections on listeners a reload leaves unchanged are
+// kept. Runtime.Snapshot is the live view of what runs (see liveview.go).
+// docs/architecture.md gives the whole picture.
 //
 // Extension points, each a small interface:
 //

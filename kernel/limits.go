@@ -24,7 +24,9 @@ type Limits struct {
 	MaxDecodeDepth int `yaml:"max_decode_depth" min:"1" max:"10000"`
 }
 
-// DefaultLimits returns the limits of DESIGN §7.
+// DefaultLimits returns the default limits: 4 MiB messages, 8 KiB of
+// metadata, 100 concurrent streams per connection, a 10 s handshake and a
+// decode depth of 100.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxMessage:           4 << 20,
