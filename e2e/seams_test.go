@@ -369,6 +369,10 @@ func TestReloadKeepsConnections(t *testing.T) {
 		}()
 	}
 	for i := 1; i <= 10; i++ {
+		// Let the load run between reloads, so that calls are in flight
+		// on the kept connection when each one lands.
+		before := ok.Load() + failed.Load()
+		waitFor(t, "load between reloads", func() bool { return ok.Load()+failed.Load() >= before+200 })
 		v := fmt.Sprintf("v%d", i)
 		if err := srv.apply(seamYAML(addr, v, "1s")); err != nil {
 			t.Fatalf("reload %d: %v", i, err)
