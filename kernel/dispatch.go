@@ -107,6 +107,7 @@ type dispatchTable struct {
 	defCodec Codec
 	limits   Limits
 	log      *slog.Logger
+	budget   *Budget
 
 	calls   atomic.Int64
 	retired atomic.Bool
@@ -118,14 +119,16 @@ type dispatchTable struct {
 // handler in the server sides of ics (outermost first): the unary sides
 // around unary methods, the stream sides around streaming ones. codecs are
 // the accepted content subtypes; the first is used when a call names none.
+// Its buffer budget is its own, of limits.MaxBuffered bytes (a runtime's
+// dispatchers share the runtime's).
 func NewDispatcher(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger) *Dispatcher {
 	d := new(Dispatcher)
-	d.t.Store(newTable(t, ics, codecs, limits, log))
+	d.t.Store(newTable(t, ics, codecs, limits, log, NewBudget(int64(limits.WithDefaults().MaxBuffered))))
 	return d
 }
 
-func newTable(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger) *dispatchTable {
-	d := &dispatchTable{routes: make(map[string]*Route), codecs: make(map[string]Codec), limits: limits.WithDefaults(), log: log, idle: make(chan struct{})}
+func newTable(t *ServiceTable, ics []Interceptor, codecs []Codec, limits Limits, log *slog.Logger, budget *Budget) *dispatchTable {
+	d := &dispatchTable{routes: make(map[string]*Route), codecs: make(map[string]Codec), limits: limits.WithDefaults(), log: log, budget: budget, idle: make(chan struct{})}
 	var unary []UnaryServerInterceptor
 	var streams []StreamServerInterceptor
 	for _, ic := range ics {
@@ -227,6 +230,9 @@ func (d *Dispatcher) Codec(name string) (Codec, error) {
 
 // Limits returns the server's resource limits.
 func (d *Dispatcher) Limits() Limits { return d.t.Load().limits }
+
+// Budget returns the process-wide budget of buffered bytes (see Budget).
+func (d *Dispatcher) Budget() *Budget { return d.t.Load().budget }
 
 // Logger returns the current generation's logger.
 func (d *Dispatcher) Logger() *slog.Logger { return d.t.Load().log }

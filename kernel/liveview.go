@@ -25,6 +25,8 @@ type Snapshot struct {
 	// Clients are the clients that follow the runtime's configuration
 	// (see Runtime.Follow) and can be viewed (see ClientViewer).
 	Clients []ClientView `json:"clients,omitempty"`
+	// Connections counts the server connections against their caps.
+	Connections ConnectionsView `json:"connections"`
 }
 
 // GenerationState is where a generation is in its lifecycle.
@@ -210,7 +212,7 @@ func (s *ConnStats) View(v ConnView) ConnView {
 // the clients that follow the runtime. It takes no lock that a call takes;
 // counts read while calls run are each exact but not mutually consistent.
 func (r *Runtime) Snapshot() Snapshot {
-	var s Snapshot
+	s := Snapshot{Connections: r.gate.view()}
 	if g := r.cur.Load(); g != nil {
 		s.Generations = append(s.Generations, g.view(GenerationLive))
 	}

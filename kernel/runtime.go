@@ -46,6 +46,8 @@ type Runtime struct {
 	closed bool
 
 	followers []Follower // told of each configuration applied (see Follow)
+	budget    *Budget    // buffered bytes, shared by every generation
+	gate      *connGate  // caps on server connections, shared likewise
 
 	viewMu   sync.Mutex
 	draining []*generation // replaced generations not yet cleaned up, oldest first
@@ -88,6 +90,7 @@ type sharedListener struct {
 	handler atomic.Pointer[serverBox]
 	done    chan struct{}
 	log     *slog.Logger
+	gate    *connGate
 }
 
 type serverBox struct{ s ServerConn }
@@ -98,7 +101,9 @@ func NewRuntime(cat *Catalog, table *ServiceTable, log *slog.Logger) *Runtime {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{cat: cat, table: table, log: log}
+	r := &Runtime{cat: cat, table: table, log: log, budget: NewBudget(int64(DefaultLimits().MaxBuffered)), gate: newConnGate()}
+	r.gate.setLimits(DefaultLimits())
+	return r
 }
 
 // Generation returns the number of the running generation (0 before the
@@ -195,6 +200,8 @@ func (r *Runtime) swapIn(ctx context.Context, cfg *Config) (old, g *generation, 
 		l.shared.handler.Store(&serverBox{l.server})
 	}
 	r.cur.Store(g)
+	r.budget.SetLimit(int64(cfg.Server.Limits.WithDefaults().MaxBuffered))
+	r.gate.setLimits(cfg.Server.Limits.WithDefaults())
 	finish(true)
 	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
 	if cur != nil {
@@ -294,7 +301,7 @@ func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation,
 		}
 		ics = append(ics, ic)
 	}
-	g.table = newTable(r.table, ics, codecs, cfg.Server.Limits, log)
+	g.table = newTable(r.table, ics, codecs, cfg.Server.Limits, log, r.budget)
 
 	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 		return nil, err
@@ -445,7 +452,7 @@ func (r *Runtime) start(ctx context.Context, g, cur *generation) error {
 			}
 			return fmt.Errorf("config: listen[%d]: %s %s: %w", i, l.cfg.Transport, l.cfg.Address, err)
 		}
-		l.shared = &sharedListener{ln: ln, done: make(chan struct{}), log: r.log}
+		l.shared = &sharedListener{ln: ln, done: make(chan struct{}), log: r.log, gate: r.gate}
 		l.endpoint.Address = l.scheme + "://" + ln.Addr().String()
 		opened = append(opened, l.shared)
 	}
@@ -612,7 +619,15 @@ func (sl *sharedListener) serve() {
 			conn.Close()
 			continue
 		}
-		go b.s.ServeConn(conn)
+		release, ok := sl.gate.admit(conn)
+		if !ok {
+			conn.Close()
+			continue
+		}
+		go func() {
+			defer release()
+			b.s.ServeConn(conn)
+		}()
 	}
 }
 

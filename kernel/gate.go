@@ -1,0 +1,149 @@
+package kernel
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// connGate admits the connections the runtime's listeners accept against
+// the process-wide caps (server.limits.max_connections,
+// max_connections_per_ip, reserved_fds). A connection over a cap is closed
+// at once, before a goroutine or a buffer is spent on it, and counted. It is
+// safe for concurrent use; it is consulted once per connection, never per
+// call.
+type connGate struct {
+	mu       sync.Mutex
+	open     int
+	perIP    map[netip.Addr]int
+	max      int // max_connections, lowered to what the descriptors allow
+	maxPerIP int
+	fdBound  bool // max was lowered by the descriptors left
+
+	rejected [numRejectReasons]atomic.Uint64
+}
+
+// The reasons a connection is refused, as the live view names them.
+const (
+	rejectMaxConnections = iota
+	rejectPerIP
+	rejectDescriptors
+	numRejectReasons
+)
+
+var rejectNames = [numRejectReasons]string{"max_connections", "max_connections_per_ip", "reserved_fds"}
+
+func newConnGate() *connGate { return &connGate{perIP: map[netip.Addr]int{}} }
+
+// setLimits applies a generation's limits. The descriptors the process may
+// still open (its RLIMIT_NOFILE less those open now that are not server
+// connections, less lim.ReservedFDs, counted at each apply) cap the
+// connections too, so that a flood never leaves the process unable to open
+// its admin socket or dial its backends.
+func (g *connGate) setLimits(lim Limits) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.max, g.maxPerIP, g.fdBound = lim.MaxConnections, lim.MaxConnectionsPerIP, false
+	if free, ok := freeDescriptors(); ok {
+		if room := free + g.open - lim.ReservedFDs; room < g.max {
+			g.max, g.fdBound = max(room, 0), true
+		}
+	}
+}
+
+// admit counts conn in, or returns ok false (and counts the refusal) when a
+// cap is reached. release must be called once the connection is closed.
+func (g *connGate) admit(conn net.Conn) (release func(), ok bool) {
+	ip, hasIP := remoteIP(conn)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.open >= g.max:
+		if g.fdBound {
+			g.rejected[rejectDescriptors].Add(1)
+		} else {
+			g.rejected[rejectMaxConnections].Add(1)
+		}
+		return nil, false
+	case hasIP && g.perIP[ip] >= g.maxPerIP:
+		g.rejected[rejectPerIP].Add(1)
+		return nil, false
+	}
+	g.open++
+	if hasIP {
+		g.perIP[ip]++
+	}
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.open--
+		if hasIP {
+			if g.perIP[ip]--; g.perIP[ip] <= 0 {
+				delete(g.perIP, ip)
+			}
+		}
+	}, true
+}
+
+// view returns the gate's part of the live view.
+func (g *connGate) view() ConnectionsView {
+	g.mu.Lock()
+	v := ConnectionsView{Open: g.open, Max: g.max, MaxPerIP: g.maxPerIP}
+	g.mu.Unlock()
+	for i := range g.rejected {
+		if n := g.rejected[i].Load(); n > 0 {
+			if v.Rejected == nil {
+				v.Rejected = map[string]uint64{}
+			}
+			v.Rejected[rejectNames[i]] = n
+		}
+	}
+	return v
+}
+
+// ConnectionsView is what the live view shows of the caps on server
+// connections.
+type ConnectionsView struct {
+	// Open counts the server connections open now, on every listener.
+	Open int `json:"open"`
+	// Max is the cap in force: max_connections, or less when the
+	// descriptors left after reserved_fds allow fewer.
+	Max      int `json:"max"`
+	MaxPerIP int `json:"max_per_ip"`
+	// Rejected counts connections closed at accept, by the cap they hit.
+	Rejected map[string]uint64 `json:"rejected,omitempty"`
+}
+
+// remoteIP returns the IP address of conn's peer, when it has one (not a
+// Unix socket).
+func remoteIP(conn net.Conn) (netip.Addr, bool) {
+	switch a := conn.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// freeDescriptors returns how many more file descriptors the process may
+// open, when the system says (Linux: RLIMIT_NOFILE and /proc/self/fd).
+func freeDescriptors() (int, bool) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, false
+	}
+	f, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return 0, false
+	}
+	return int(rl.Cur) - len(names), true
+}
