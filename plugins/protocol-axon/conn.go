@@ -1,9 +1,11 @@
 package native
 
 import (
+	"errors"
 	"io"
 	"math/bits"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,11 @@ type writer struct {
 	conn  net.Conn
 	idle  time.Duration     // how long loop waits for work before it exits
 	stats *kernel.ConnStats // counts what is written, if set; set before the first write
+	// Set before the first write (the server sets them from its limits):
+	limit      int           // appenders wait while more than this is pending behind a flush
+	timeout    time.Duration // a write that makes no progress for this long fails; 0: none
+	closeOnErr bool          // close conn when a write fails, so that its reader ends too
+	resumable  bool          // a write can go on after its deadline passed (plain TCP; not TLS)
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when a flush round completes
@@ -46,7 +53,17 @@ type writer struct {
 	kick     chan struct{} // a flush handed to loop; sent under mu only
 	closed   chan struct{} // closed by fail
 	broken   atomic.Bool   // set once err is; read without mu
+	inflight int           // bytes of the write in progress
+	ctl      int           // bytes tryWrite added to buf since a flush took it
+	pending  atomic.Int64  // len(buf) + inflight, stored under mu; read without it (backlog)
 }
+
+// backlog returns the bytes accepted and not yet written. It takes no lock.
+func (w *writer) backlog() int64 { return w.pending.Load() }
+
+// errBacklog is tryWrite's answer when the connection's output is too far
+// behind to queue even a small frame.
+var errBacklog = errors.New("protocol.axon: the peer does not read: output backlog over its limit")
 
 // isBroken reports whether a write has failed, so that no frame will reach
 // the peer any more. It takes no lock.
@@ -56,6 +73,9 @@ const (
 	maxPending   = 4 << 20
 	maxKeptBuf   = 1 << 20 // larger buffers are dropped after use
 	initialWrite = 16 << 10
+	// minWriteProgress is what a write must have written when its deadline
+	// passes for it to get another write_timeout (writeOut).
+	minWriteProgress = 16 << 10
 )
 
 // writerIdle is how long a connection's stream writer goroutine waits for
@@ -64,7 +84,7 @@ const (
 var writerIdle = 2 * time.Second
 
 func newWriter(c net.Conn) *writer {
-	w := &writer{conn: c, idle: writerIdle, buf: make([]byte, 0, initialWrite), spare: make([]byte, 0, initialWrite),
+	w := &writer{conn: c, idle: writerIdle, limit: maxPending, buf: make([]byte, 0, initialWrite), spare: make([]byte, 0, initialWrite),
 		kick: make(chan struct{}, 1), closed: make(chan struct{})}
 	w.cond.L = &w.mu
 	return w
@@ -90,12 +110,45 @@ func (w *writer) write(fill func([]byte) []byte) error {
 	return w.flushLocked()
 }
 
-// appendLocked waits while a flush is in progress and more than maxPending
-// bytes are pending, then appends what fill appends. It returns with mu
-// held, or with the connection's write error and mu released.
+// tryWrite is write for the connection's reader goroutine, which must not
+// wait for the peer to read: it never waits for the buffer to drain, but
+// once more than hard bytes it queued are waiting behind a flush it queues
+// nothing and returns errBacklog (the caller then drops the connection).
+// So what a peer that does not read makes the reader queue (refusals, PING
+// answers) stays bounded, while a peer that reads slowly is still told.
+func (w *writer) tryWrite(fill func([]byte) []byte, hard int) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	if w.ctl > hard {
+		w.mu.Unlock()
+		return errBacklog
+	}
+	n := len(w.buf)
+	w.buf = fill(w.buf)
+	w.ctl += len(w.buf) - n
+	w.pending.Store(int64(len(w.buf) + w.inflight))
+	if w.flushing {
+		w.mu.Unlock()
+		return nil
+	}
+	w.flushing = true
+	w.mu.Unlock()
+	runtime.Gosched()
+	w.mu.Lock()
+	return w.flushLocked()
+}
+
+// appendLocked waits while a flush is in progress and more than limit bytes
+// are pending (queued or being written: so a writer holds about limit bytes,
+// plus one response, not twice that), then appends what fill appends. It returns with mu held, or
+// with the connection's write error and mu released.
 func (w *writer) appendLocked(fill func([]byte) []byte) error {
 	w.mu.Lock()
-	for w.flushing && len(w.buf) > maxPending && w.err == nil {
+	for w.flushing && len(w.buf)+w.inflight > w.limit && w.err == nil {
 		w.cond.Wait()
 	}
 	if w.err != nil {
@@ -104,7 +157,36 @@ func (w *writer) appendLocked(fill func([]byte) []byte) error {
 		return err
 	}
 	w.buf = fill(w.buf)
+	w.pending.Store(int64(len(w.buf) + w.inflight))
 	return nil
+}
+
+// waitDrain blocks while a flush is in progress and more than limit bytes
+// are pending, for at most d (0: no bound). It reports whether the backlog
+// is down to limit; false once the writer failed or d passed. The reader
+// calls it when the peer leaves its output unread, so as to stop taking
+// input from a peer that does not take output.
+func (w *writer) waitDrain(limit int, d time.Duration) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	over := func() bool { return w.flushing && len(w.buf)+w.inflight > limit && w.err == nil }
+	if !over() {
+		return w.err == nil
+	}
+	expired := false
+	if d > 0 {
+		t := time.AfterFunc(d, func() {
+			w.mu.Lock()
+			expired = true
+			w.cond.Broadcast()
+			w.mu.Unlock()
+		})
+		defer t.Stop()
+	}
+	for over() && !expired {
+		w.cond.Wait()
+	}
+	return !over() && w.err == nil
 }
 
 // writeLater appends the frames that fill appends to the buffer, like write,
@@ -187,12 +269,14 @@ func (w *writer) flushLocked() error {
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
 		w.buf = w.spare[:0]
+		w.inflight, w.ctl = len(out), 0
 		w.mu.Unlock()
-		n, err := w.conn.Write(out)
+		n, err := w.writeOut(out)
 		if n > 0 && w.stats != nil {
 			w.stats.Wrote(n, time.Now())
 		}
 		w.mu.Lock()
+		w.inflight = 0
 		if cap(out) <= maxKeptBuf {
 			w.spare = out[:0]
 		} else {
@@ -201,14 +285,67 @@ func (w *writer) flushLocked() error {
 		if err != nil {
 			w.err = err
 			w.broken.Store(true)
+			if w.closeOnErr {
+				abort(w.conn) // the reader ends, and the connection with it
+			}
 		}
+		w.pending.Store(int64(len(w.buf)))
 		w.cond.Broadcast()
 	}
 	w.flushing = false
 	err := w.err
+	if err != nil {
+		w.release()
+	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
 	return err
+}
+
+// writeOut writes out. With a timeout, a write fails once it has made no
+// progress (less than minWriteProgress) for that long. Where a write can be
+// resumed after its deadline (resumable: plain TCP), the deadline comes in
+// quarters of the timeout, so that the time of the last progress is known
+// to a quarter: a write that fills the socket at once and then stalls
+// fails about a timeout after it stalled, not a timeout after a deadline
+// renewed by that early progress. Elsewhere (TLS, whose writes cannot
+// resume after a timeout) the deadline is the whole timeout, renewed after
+// progress.
+func (w *writer) writeOut(out []byte) (int, error) {
+	if w.timeout <= 0 {
+		return w.conn.Write(out)
+	}
+	step := w.timeout
+	if w.resumable {
+		step = max(w.timeout/4, time.Millisecond)
+	}
+	total, moved := 0, 0 // moved: written since the last progress
+	last := time.Now()   // the last progress
+	for {
+		d := min(step, w.timeout-time.Since(last))
+		w.conn.SetWriteDeadline(time.Now().Add(d))
+		n, err := w.conn.Write(out[total:])
+		total += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		// A peer that does not read still lets a few bytes in now and
+		// then (a zero-window probe, its kernel collapsing its receive
+		// queue): that is not progress.
+		if moved += n; moved >= min(len(out)-(total-moved), minWriteProgress) {
+			last, moved = time.Now(), 0
+		}
+		if time.Since(last) >= w.timeout || (!w.resumable && n == 0) {
+			return total, err
+		}
+	}
+}
+
+// release drops the buffers of a writer that failed (nothing more will be
+// written); called with mu held when no flush is in progress.
+func (w *writer) release() {
+	w.buf, w.spare = nil, nil
+	w.pending.Store(0)
 }
 
 // waitIdle blocks until no flush is in progress and nothing is pending, so
@@ -228,6 +365,9 @@ func (w *writer) fail(err error) {
 		w.err = err
 	}
 	w.broken.Store(true)
+	if !w.flushing {
+		w.release() // else the flusher does, once its write returns
+	}
 	if !w.failed {
 		w.failed = true
 		close(w.closed) // ends loop

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/axonrpc/axon/kernel"
 )
 
 // Flow control of streaming calls (unary calls need none: one message each
@@ -54,18 +56,19 @@ var (
 // taker.
 type flow struct {
 	mu          sync.Mutex
-	queue       []*[]byte // received messages (from getRecvBuf), oldest first, from head on
-	head        int       // queue[:head] are taken (nil)
-	eof         bool      // the peer half-closed: nothing follows the queue
-	err         error     // set once the stream ended for this side; io.EOF for a successful end
-	keepQueue   bool      // deliver the queue before err
-	window      int64     // the window this side grants now
-	maxWindow   int64     // what window may grow to
-	grow        bool      // the window held the peer back: grow it when credit is next given back
-	outstanding int64     // bytes received and not yet granted back
-	unacked     int64     // bytes taken and not yet granted back
-	credit      int64     // bytes this side may still send
-	unlimited   bool      // the peer does no flow control (a unary client calling a streaming method)
+	queue       []*[]byte      // received messages (from getRecvBuf), oldest first, from head on
+	head        int            // queue[:head] are taken (nil)
+	eof         bool           // the peer half-closed: nothing follows the queue
+	err         error          // set once the stream ended for this side; io.EOF for a successful end
+	keepQueue   bool           // deliver the queue before err
+	window      int64          // the window this side grants now
+	maxWindow   int64          // what window may grow to
+	grow        bool           // the window held the peer back: grow it when credit is next given back
+	outstanding int64          // bytes received and not yet granted back
+	unacked     int64          // bytes taken and not yet granted back
+	credit      int64          // bytes this side may still send
+	unlimited   bool           // the peer does no flow control (a unary client calling a streaming method)
+	budget      *kernel.Budget // a server's: queued messages hold their length of it until taken or dropped; nil on a client
 
 	recvReady chan struct{} // signalled when the queue or the state changes
 	sendReady chan struct{} // signalled when credit arrives
@@ -124,6 +127,7 @@ func (f *flow) push(msg *[]byte, eof bool) {
 	}
 	f.mu.Unlock()
 	if msg != nil {
+		f.budget.Release(int64(len(*msg)))
 		putRecvBuf(msg) // the stream takes no more messages
 	}
 	signal(f.recvReady)
@@ -240,6 +244,7 @@ func (f *flow) end(err error, keep bool) bool {
 	}
 	f.mu.Unlock()
 	for _, m := range dropped {
+		f.budget.Release(int64(len(*m)))
 		putRecvBuf(m)
 	}
 	signal(f.recvReady)

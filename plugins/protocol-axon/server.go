@@ -23,8 +23,9 @@ import (
 type server struct {
 	d       *kernel.Dispatcher
 	limits  kernel.Limits
-	window  int64 // the flow-control window granted to each client stream
-	maxWin  int64 // what that window may grow to
+	budget  *kernel.Budget // process-wide, for request message bytes
+	window  int64          // the flow-control window granted to each client stream
+	maxWin  int64          // what that window may grow to
 	workers workerPool
 
 	mu       sync.Mutex
@@ -33,7 +34,7 @@ type server struct {
 }
 
 func newServer(d *kernel.Dispatcher, cfg Config) *server {
-	return &server{d: d, limits: d.Limits(), window: cfg.window(), maxWin: cfg.maxWindow(), conns: make(map[*serverConn]struct{}),
+	return &server{d: d, limits: d.Limits(), budget: d.Budget(), window: cfg.window(), maxWin: cfg.maxWindow(), conns: make(map[*serverConn]struct{}),
 		workers: workerPool{idle: cfg.WorkerIdle, work: make(chan *sstream), quit: make(chan struct{})}}
 }
 
@@ -53,6 +54,27 @@ type serverConn struct {
 	goingAway bool          // the final GOAWAY is sent: new calls are refused
 	answering int           // streams forgotten whose last frames are being written
 	idle      chan struct{} // closed when going away and no stream is left
+	awayCode  status.Code   // what the final GOAWAY says; set with draining
+	awayMsg   string
+	opened    uint64 // streams registered so far (for the idle check)
+	// promised is what running unary calls will add to the output: the
+	// request bytes of each call from its DATA until its answer is queued
+	// (its response's bytes once it has one). New calls are refused while
+	// it and the backlog are over max_conn_buffered (onData), so that
+	// what handlers hold on a connection that does not read stays bounded.
+	promised int64
+
+	// Housekeeping (housekeep, every period; its state is under mu): calls
+	// whose request is late are reset, an idle connection goes away.
+	hk        *time.Timer
+	period    time.Duration
+	tick      atomic.Uint32 // housekeeping rounds so far; a call records it at HEADERS
+	reading   atomic.Uint32 // 1 + the tick of the call whose request payload the reader is reading; 0: none
+	reqTicks  uint32        // rounds after which a call's request is late
+	idleTicks int           // quiet rounds after which the connection is idle
+	quiet     int           // consecutive rounds without a call
+	hkOpened  uint64        // opened at the last round
+	age       *time.Timer   // max_connection_age, if set
 
 	codecName string // the last codec name seen, to avoid a string per call
 	codec     kernel.Codec
@@ -61,6 +83,15 @@ type serverConn struct {
 	tls   atomic.Pointer[kernel.TLSInfo] // set once the TLS handshake is known complete
 
 	// Owned by the reader goroutine.
+	ctl ctlBucket // control frames' budget
+	// resetCredit is how many calls the reader handed to workers, up to
+	// control_frame_rate, that a cancel before their handler ran may use
+	// instead of the control budget: a client whose short deadlines cancel
+	// calls it sent whole is not a rapid-reset attacker. Reader-owned.
+	resetCredit    float64
+	gotSettings    bool   // the client's first SETTINGS arrived (the handshake is complete)
+	refusedID      uint32 // the last stream the reader refused: its DATA frame is not charged
+	hardBacklog    int    // the output backlog over which the reader's own frames drop the connection
 	peerMaxMessage uint32 // from the client's SETTINGS
 	peerWindow     int64  // the window the client grants each stream
 	// schemas holds the schema fingerprint the client sent per method. It
@@ -82,6 +113,10 @@ type sstream struct {
 	cancel  context.CancelFunc // set by the reader goroutine; read under c.mu
 	started bool               // a worker owns the stream; guarded by c.mu
 	begun   bool               // counted by c.stats.Begin; owned by the worker
+	running atomic.Bool        // the handler has started (read by the reader for CANCEL)
+	epoch   uint32             // c.tick at HEADERS
+	held    int64              // what the call counts in c.promised; under c.mu
+	out     int                // the response's bytes, once encoded (respond)
 	call    kernel.ServerCall
 	ss      *srvStream // a streaming call's state; nil for unary calls. Set under c.mu
 }
@@ -92,20 +127,26 @@ var sstreamPool = sync.Pool{New: func() any { return new(sstream) }}
 func (s *server) ServeConn(conn net.Conn) {
 	c := &serverConn{srv: s, conn: conn, w: newWriter(conn), streams: make(map[uint32]*sstream),
 		peerMaxMessage: 4 << 20, peerWindow: defaultStreamWindow}
+	lim := s.limits
 	c.stats.Open(time.Now())
 	c.w.stats = &c.stats
+	c.w.limit, c.w.timeout, c.w.closeOnErr = int(lim.MaxConnBuffered), lim.WriteTimeout, true
+	c.hardBacklog = int(lim.MaxConnBuffered)
+	c.w.resumable = kernel.TLSOf(conn) == nil
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
 	defer conn.Close()
 
 	br := bufio.NewReaderSize(countingReader{conn: conn, stats: &c.stats}, 32<<10)
-	conn.SetReadDeadline(time.Now().Add(s.limits.HandshakeTimeout))
+	// The handshake, the preface and the client's SETTINGS (onSettings
+	// lifts the deadline), must complete within handshake_timeout as a
+	// whole, however slowly the bytes come.
+	conn.SetReadDeadline(time.Now().Add(lim.HandshakeTimeout))
 	var pre [prefaceLen]byte
 	if _, err := io.ReadFull(br, pre[:]); err != nil || pre != preface {
 		// Not an Axon peer, or an unsupported version: say nothing more.
 		return
 	}
-	conn.SetReadDeadline(time.Time{})
 	settings := binary.AppendUvarint(nil, settingMaxMessage)
 	settings = binary.AppendUvarint(settings, uint64(s.limits.MaxMessage))
 	settings = binary.AppendUvarint(settings, settingMaxStreams)
@@ -122,6 +163,9 @@ func (s *server) ServeConn(conn net.Conn) {
 		return
 	}
 	c.learnTLS()
+	c.ctl.init(lim.ControlFrameRate)
+	c.startTimers()
+	defer c.stopTimers()
 
 	s.mu.Lock()
 	shut := s.shutdown
@@ -136,7 +180,7 @@ func (s *server) ServeConn(conn net.Conn) {
 		// Accepted in the moment before a swap: send the peer elsewhere
 		// at once (it has opened nothing it cannot retry), and close once
 		// it had time to read.
-		c.goAway(false)
+		c.goAway(false, status.Unavailable, "server is draining")
 		go func() {
 			select {
 			case <-c.idle:
@@ -147,6 +191,12 @@ func (s *server) ServeConn(conn net.Conn) {
 		}()
 	}
 	err := c.readLoop(br)
+	if errors.Is(err, errCalm) {
+		c.calm(br)
+	}
+	if errors.Is(err, errBacklog) {
+		abort(conn) // the peer does not read: it would not read a FIN either
+	}
 	c.w.fail(errConnClosed)
 	c.mu.Lock()
 	for _, st := range c.streams {
@@ -183,7 +233,10 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 				if !ok {
 					return fmt.Errorf("stream id %d is not above the last one", h.stream)
 				}
-				c.reject(h.stream, status.Errorf(status.ResourceExhausted, "header block of %d bytes exceeds the limit of %d bytes", h.length, lim.MaxMetadata), false)
+				c.refusedID = h.stream
+				if err := c.reject(h.stream, status.Errorf(status.ResourceExhausted, "header block of %d bytes exceeds the limit of %d bytes", h.length, lim.MaxMetadata), false); err != nil {
+					return err
+				}
 				if err := discard(br, int64(h.length)); err != nil {
 					return err
 				}
@@ -201,21 +254,58 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 				return err
 			}
 			var cancel context.CancelFunc
+			var pending *sstream // a unary call still waiting for its message
 			c.mu.Lock()
-			if st := c.streams[h.stream]; st != nil {
+			st := c.streams[h.stream]
+			if st != nil {
 				cancel = st.cancel
+				if !st.started {
+					delete(c.streams, h.stream)
+					st.started = true
+					pending = st
+				}
+			}
+			// Only a CANCEL that stops a running handler does work. One of a
+			// stream never opened, or of a call whose handler has not
+			// started (rapid reset), is charged as a control frame; one of
+			// a call that has ended a sixteenth (a client's deadline races
+			// with the server's answer).
+			var charge float64
+			switch {
+			case st != nil:
+				if !st.running.Load() {
+					charge = 1
+					if c.resetCredit >= 1 {
+						c.resetCredit--
+						charge = 0
+					}
+				}
+			case h.stream > c.lastID:
+				charge = 1
+			default:
+				charge = 1.0 / 16
 			}
 			c.mu.Unlock()
 			if cancel != nil {
 				cancel()
 			}
+			if pending != nil {
+				c.finish(pending, status.New(status.Canceled, "protocol.axon: the client cancelled the call"))
+			}
+			if charge > 0 {
+				if err := c.charge(charge); err != nil {
+					return err
+				}
+			}
 		case framePing:
-			p, err := readPing(br, h, c.w)
+			p, err := readPing(br, h, c.w, c.hardBacklog)
 			if err != nil {
 				return err
 			}
 			if h.flags&flagAck != 0 && p == drainPing {
 				c.drainAcked()
+			} else if err := c.charge(1); err != nil {
+				return err
 			}
 		case frameWindow:
 			inc, err := readWindowUpdate(br, h)
@@ -230,6 +320,8 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 			c.mu.Unlock()
 			if ss != nil {
 				ss.flow.grant(inc)
+			} else if err := c.charge(1); err != nil {
+				return err
 			}
 		case frameSettings:
 			if err := c.onSettings(br, h); err != nil {
@@ -237,7 +329,10 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 			}
 		default:
 			// GOAWAY from a client and unknown types are skipped, so later
-			// versions can add frames.
+			// versions can add frames; they are charged as control frames.
+			if err := c.charge(1); err != nil {
+				return err
+			}
 			if err := discard(br, int64(h.length)); err != nil {
 				return err
 			}
@@ -250,6 +345,12 @@ func (c *serverConn) readLoop(br *bufio.Reader) error {
 func (c *serverConn) onSettings(br *bufio.Reader, h frameHeader) error {
 	if h.length > 1024 {
 		return fmt.Errorf("settings of %d bytes, want at most 1024", h.length)
+	}
+	if !c.gotSettings {
+		c.gotSettings = true
+		c.conn.SetReadDeadline(time.Time{}) // the handshake is complete
+	} else if err := c.charge(1); err != nil {
+		return err
 	}
 	p := make([]byte, h.length)
 	if _, err := io.ReadFull(br, p); err != nil {
@@ -277,10 +378,13 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	st.c, st.id = c, h.stream
 	buf := getBuf(int(h.length))
 	defer putBuf(buf)
+	epoch := c.tick.Load()
+	c.reading.Store(epoch + 1)
 	if _, err := io.ReadFull(br, *buf); err != nil {
 		sstreamPool.Put(st)
 		return err
 	}
+	c.reading.Store(0)
 	d := decoder{b: *buf}
 	timeout := d.uvarint()
 	method := d.bytes()
@@ -309,6 +413,20 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 		}
 	}
 
+	// The call is checked before it is registered, so that housekeep,
+	// which may reset a registered call, never meets one the reader is
+	// still setting up.
+	var err error
+	if st.route == nil {
+		err = kernel.UnknownMethod(string(method))
+	} else if st.codec, err = c.codecFor(codec); err == nil {
+		// The schema is checked before any message of the call is decoded.
+		if _, ok := st.codec.(kernel.SchemaCodec); ok {
+			err = c.srv.d.CheckSchema(st.route, st.codec, c.schemas[st.route.Method])
+		}
+	}
+	stream := err == nil && (h.flags&flagStream != 0 || st.route.Method.IsStreaming())
+
 	c.mu.Lock()
 	if h.stream == 0 || h.stream <= c.lastID {
 		last := c.lastID
@@ -319,39 +437,45 @@ func (c *serverConn) onHeaders(br *bufio.Reader, h frameHeader) error {
 	}
 	c.lastID = h.stream
 	var refuse string
+	backlogged := false
 	switch {
 	case c.goingAway:
 		refuse = "server is going away"
 	case len(c.streams) >= c.srv.limits.MaxConcurrentStreams:
 		refuse = fmt.Sprintf("too many concurrent calls on this connection (limit %d)", c.srv.limits.MaxConcurrentStreams)
+	case c.w.backlog() > int64(c.srv.limits.MaxConnBuffered):
+		refuse = fmt.Sprintf("the connection's unsent output is over its limit of %d bytes (max_conn_buffered): the client is not reading", c.srv.limits.MaxConnBuffered)
+		backlogged = true
 	}
-	if refuse == "" {
+	if refuse == "" && err == nil {
+		// A streaming call's handler starts now; a unary call waits for
+		// its message, which housekeep makes it wait for no longer than
+		// request_timeout.
+		st.epoch, st.started = epoch, stream
 		c.streams[h.stream] = st
+		c.opened++
 	}
 	c.mu.Unlock()
 	if refuse != "" {
 		*st = sstream{}
 		sstreamPool.Put(st)
-		c.reject(h.stream, status.Refused(refuse), true)
+		c.refusedID = h.stream
+		if err := c.reject(h.stream, status.Refused(refuse), true); err != nil {
+			return err
+		}
+		if backlogged {
+			return c.waitDrain()
+		}
 		return nil
 	}
-
-	var err error
-	if st.route == nil {
-		err = kernel.UnknownMethod(string(method))
-	} else if st.codec, err = c.codecFor(codec); err == nil {
-		// The schema is checked before any message of the call is decoded.
-		if _, ok := st.codec.(kernel.SchemaCodec); ok {
-			err = c.srv.d.CheckSchema(st.route, st.codec, c.schemas[st.route.Method])
-		}
-		if err == nil {
-			if h.flags&flagStream != 0 || st.route.Method.IsStreaming() {
-				c.startStream(st, h.flags&flagStream != 0)
-			}
-			return nil
-		}
+	if err != nil {
+		c.refusedID = h.stream
+		c.finish(st, err)
+		return nil
 	}
-	c.finish(st, err)
+	if stream {
+		c.startStream(st, h.flags&flagStream != 0)
+	}
 	return nil
 }
 
@@ -373,19 +497,52 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 	c.mu.Lock()
 	st := c.streams[h.stream]
 	ok := st != nil && !st.started
+	over := false
 	if ok {
 		st.started = true
+		// With other calls running, refuse this one if what they will
+		// answer, the output not yet sent and this message would exceed
+		// max_conn_buffered. (The backlog is read only then: a lone
+		// call pays nothing for this.)
+		over = c.promised > 0 && c.promised+int64(h.length)+c.w.backlog() > int64(c.srv.limits.MaxConnBuffered)
 	}
 	var ss *srvStream
 	if st != nil {
 		ss = st.ss
 	}
+	last := c.lastID
 	c.mu.Unlock()
 	if ss != nil {
 		return c.onStreamData(br, h, ss)
 	}
 	if !ok {
 		// Cancelled, finished, already started or unknown: skip its bytes.
+		// DATA for a stream never opened is charged as a control frame;
+		// for a stream that ended (a client's frames may be in flight when
+		// its call ends) a sixteenth; the message of the call the reader
+		// just refused is free.
+		switch {
+		case st != nil || h.stream == c.refusedID:
+		case h.stream > last:
+			if err := c.charge(1); err != nil {
+				return err
+			}
+		default:
+			if err := c.charge(1.0 / 16); err != nil {
+				return err
+			}
+		}
+		return discard(br, int64(h.length))
+	}
+	if over {
+		// Refused (retryable) like a call over the backlog at HEADERS; its
+		// bytes are skipped.
+		c.refusedID = h.stream
+		se := status.Refused(fmt.Sprintf("the connection's unsent and promised output is over its limit of %d bytes (max_conn_buffered): the client is not reading fast enough", c.srv.limits.MaxConnBuffered))
+		code, msg := se.Code(), se.Message()
+		c.end(st, code, func(b []byte) []byte {
+			return appendTrailers(b, st.id, code, msg, nil, flagRefused)
+		})
 		return discard(br, int64(h.length))
 	}
 	if h.length > uint32(c.srv.limits.MaxMessage) {
@@ -393,10 +550,21 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 		c.finish(st, status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", h.length, c.srv.limits.MaxMessage))
 		return discard(br, int64(h.length))
 	}
+	// The message is charged to the process-wide budget before it is
+	// read; over budget, the call fails and its bytes are skipped.
+	if !c.srv.budget.Acquire(int64(h.length)) {
+		c.finish(st, status.Errorf(status.ResourceExhausted, "protocol.axon: the server is over its budget of buffered bytes (max_buffered %d)", c.srv.limits.MaxBuffered))
+		return discard(br, int64(h.length))
+	}
 	st.req = getBuf(int(h.length))
+	c.reading.Store(st.epoch + 1)
 	if _, err := io.ReadFull(br, *st.req); err != nil {
+		c.srv.budget.Release(int64(h.length))
+		putBuf(st.req)
+		st.req = nil
 		return err
 	}
+	c.reading.Store(0)
 	if h.flags&flagEndStream == 0 {
 		c.finish(st, status.New(status.Internal, "a unary request must end its stream"))
 		return nil
@@ -410,7 +578,10 @@ func (c *serverConn) onData(br *bufio.Reader, h frameHeader) error {
 	}
 	c.mu.Lock()
 	st.ctx, st.cancel = ctx, cancel
+	st.held = int64(h.length)
+	c.promised += st.held
 	c.mu.Unlock()
+	c.earnResetCredit()
 	c.srv.workers.run(st)
 	return nil
 }
@@ -429,9 +600,11 @@ func (st *sstream) handle() {
 		ctx = metadata.NewIncomingContext(ctx, st.md)
 	}
 	req := st.route.Method.NewRequest()
+	n := len(*st.req)
 	err := st.codec.Unmarshal(*st.req, req)
 	putBuf(st.req)
 	st.req = nil
+	c.srv.budget.Release(int64(n))
 	if err != nil {
 		// A codec's own status (such as FAILED_PRECONDITION for a schema
 		// mismatch) is the call's; anything else is INTERNAL.
@@ -444,6 +617,7 @@ func (st *sstream) handle() {
 	}
 	c.stats.Begin()
 	st.begun = true
+	st.running.Store(true)
 	resp, err := c.srv.d.HandleUnary(ctx, st.route, req)
 	if err == nil && ctx.Err() != nil {
 		// The deadline passed or the client cancelled: the result is moot.
@@ -466,6 +640,7 @@ func (c *serverConn) respond(st *sstream, resp any) {
 		return
 	}
 	*msg = out
+	st.out = len(out)
 	c.end(st, status.OK, func(b []byte) []byte {
 		b = appendHeader(b, len(out), frameData, 0, st.id)
 		b = append(b, out...)
@@ -502,6 +677,11 @@ func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []by
 	}
 	c.answering++
 	cancel := st.cancel
+	if st.out > 0 {
+		// The response, not the request, is what it now holds.
+		c.promised += int64(st.out) - st.held
+		st.held = int64(st.out)
+	}
 	c.mu.Unlock()
 	hmd := st.call.Header
 	ss := st.ss
@@ -519,6 +699,7 @@ func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []by
 	})
 	c.mu.Lock()
 	c.answering--
+	c.promised -= st.held
 	idle := c.goingAway && len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
 	if idle {
@@ -534,20 +715,45 @@ func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []by
 		return
 	}
 	if st.req != nil {
+		c.srv.budget.Release(int64(len(*st.req)))
 		putBuf(st.req)
 	}
 	*st = sstream{}
 	sstreamPool.Put(st)
 }
 
-// reject answers a stream that was never opened.
-func (c *serverConn) reject(id uint32, se *status.Error, refused bool) {
+// reject answers a stream that was never opened; the reader calls it. When
+// the peer leaves so much output unread that even this small answer cannot
+// be queued (see writer.tryWrite), it returns errBacklog: the reader then
+// drops the connection rather than buffer refusals without bound.
+func (c *serverConn) reject(id uint32, se *status.Error, refused bool) error {
 	c.stats.Finish(se.Code())
 	var flags byte
 	if refused {
 		flags = flagRefused
 	}
-	c.w.write(func(b []byte) []byte { return appendTrailers(b, id, se.Code(), se.Message(), nil, flags) })
+	err := c.w.tryWrite(func(b []byte) []byte { return appendTrailers(b, id, se.Code(), se.Message(), nil, flags) }, c.hardBacklog)
+	if errors.Is(err, errBacklog) {
+		return err
+	}
+	return nil
+}
+
+// waitDrain is the reader's answer to a peer that leaves its output over
+// max_conn_buffered and goes on calling: it stops reading (the peer's
+// writes then wait in TCP) until the backlog is back under the limit.
+// Still over it after write_timeout, the peer is not reading: errBacklog,
+// and the reader drops the connection.
+func (c *serverConn) waitDrain() error {
+	if c.w.waitDrain(int(c.srv.limits.MaxConnBuffered), c.srv.limits.WriteTimeout) {
+		return nil
+	}
+	if c.w.isBroken() {
+		return errConnClosed
+	}
+	c.srv.d.Logger().Debug("output over max_conn_buffered for write_timeout: closing the connection",
+		"peer", c.conn.RemoteAddr().String(), "write_timeout", c.srv.limits.WriteTimeout)
+	return errBacklog
 }
 
 func appendTrailers(b []byte, id uint32, code status.Code, msg string, md metadata.MD, flags byte) []byte {
@@ -577,13 +783,15 @@ const drainPingWait = time.Second
 // ones are refused. So a peer that drains loses no call to the race with
 // the server's GOAWAY. Without twoStep only the final GOAWAY is sent, at
 // once. Idempotent.
-func (c *serverConn) goAway(twoStep bool) {
+// code and msg are what the final GOAWAY says.
+func (c *serverConn) goAway(twoStep bool, code status.Code, msg string) {
 	c.mu.Lock()
 	if c.draining {
 		c.mu.Unlock()
 		return
 	}
 	c.draining = true
+	c.awayCode, c.awayMsg = code, msg
 	c.idle = make(chan struct{})
 	c.drainAck = make(chan struct{})
 	ack := c.drainAck
@@ -593,7 +801,7 @@ func (c *serverConn) goAway(twoStep bool) {
 		return
 	}
 	c.w.write(func(b []byte) []byte {
-		b = appendGoAway(b, math.MaxUint32)
+		b = appendGoAway(b, math.MaxUint32, code, msg)
 		return append(appendHeader(b, 8, framePing, 0, 0), drainPing[:]...)
 	})
 	go func() {
@@ -626,21 +834,22 @@ func (c *serverConn) finalGoAway() {
 	c.mu.Lock()
 	c.goingAway = true
 	last := c.lastID
+	code, msg := c.awayCode, c.awayMsg
 	empty := len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
-	c.w.write(func(b []byte) []byte { return appendGoAway(b, last) })
+	c.w.write(func(b []byte) []byte { return appendGoAway(b, last, code, msg) })
 	if empty {
 		c.signalIdle()
 	}
 }
 
 // appendGoAway appends a GOAWAY naming last as the last stream served.
-func appendGoAway(b []byte, last uint32) []byte {
+func appendGoAway(b []byte, last uint32, code status.Code, msg string) []byte {
 	start := len(b)
 	b = appendHeader(b, 0, frameGoAway, 0, 0)
 	b = binary.AppendUvarint(b, uint64(last))
-	b = binary.AppendUvarint(b, uint64(status.Unavailable))
-	b = appendString(b, "server is draining")
+	b = binary.AppendUvarint(b, uint64(code))
+	b = appendString(b, msg)
 	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-headerLen))
 	return b
 }
@@ -665,7 +874,7 @@ func (s *server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.goAway(true)
+		c.goAway(true, status.Unavailable, "server is draining")
 	}
 	var err error
 	for _, c := range conns {

@@ -449,7 +449,7 @@ func (s *session) read(br *bufio.Reader) error {
 				return err
 			}
 		case framePing:
-			if _, err := readPing(br, h, s.w); err != nil {
+			if _, err := readPing(br, h, s.w, 0); err != nil {
 				return err
 			}
 		case frameWindow:

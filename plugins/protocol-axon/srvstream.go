@@ -36,6 +36,7 @@ type srvStream struct {
 func (c *serverConn) startStream(st *sstream, flowControl bool) {
 	ss := &srvStream{st: st, maxSend: c.peerMaxMessage}
 	ss.flow.init(c.srv.window, c.srv.maxWin, c.peerWindow, !flowControl)
+	ss.flow.budget = c.srv.budget
 	base, cancelCause := context.WithCancelCause(c.ctx)
 	ctx, cancel := base, context.CancelFunc(func() { cancelCause(nil) })
 	if st.timeout > 0 {
@@ -46,6 +47,7 @@ func (c *serverConn) startStream(st *sstream, flowControl bool) {
 	c.mu.Lock()
 	st.ss, st.ctx, st.cancel, st.started = ss, ctx, cancel, true
 	c.mu.Unlock()
+	c.earnResetCredit()
 	c.srv.workers.run(st)
 }
 
@@ -78,10 +80,20 @@ func (c *serverConn) onStreamData(br *bufio.Reader, h frameHeader, ss *srvStream
 		ss.flow.push(nil, h.flags&flagEndStream != 0)
 		return nil
 	}
+	// The message is charged to the process-wide budget before it is read
+	// (and given back once decoded or dropped); over budget, the stream
+	// ends with RESOURCE_EXHAUSTED.
+	if !c.srv.budget.Acquire(int64(h.length)) {
+		se = status.Errorf(status.ResourceExhausted, "protocol.axon: the server is over its budget of buffered bytes (max_buffered %d)", c.srv.limits.MaxBuffered)
+		ss.flow.end(se, false)
+		ss.cancelCause(se)
+		return discard(br, int64(h.length))
+	}
 	// A queued message may wait long: its buffer comes from a size class,
 	// so what a stream holds is bounded by its window (see getRecvBuf).
 	msg := getRecvBuf(int(h.length))
 	if _, err := io.ReadFull(br, *msg); err != nil {
+		c.srv.budget.Release(int64(h.length))
 		putRecvBuf(msg)
 		return err
 	}
@@ -102,6 +114,7 @@ func (st *sstream) handleStream() {
 	ss.ctx = ctx
 	c.stats.Begin()
 	st.begun = true
+	st.running.Store(true)
 	err := c.srv.d.HandleStream(st.route, ss)
 	if st.ctx.Err() != nil {
 		err = context.Cause(st.ctx)
@@ -206,6 +219,7 @@ func (ss *srvStream) RecvMsg(m any) error {
 	n := len(*msg)
 	err = st.codec.Unmarshal(*msg, m) // does not retain the bytes
 	putRecvBuf(msg)
+	ss.flow.budget.Release(int64(n))
 	if g := ss.flow.taken(n); g > 0 {
 		st.c.w.writeLater(func(b []byte) []byte { return appendWindowUpdate(b, st.id, g) })
 	}

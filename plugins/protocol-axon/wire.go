@@ -196,7 +196,11 @@ func setLength(b []byte, start int) []byte {
 // readPing reads a PING's 8-byte payload and, unless the PING is itself an
 // answer (flagAck), answers it through w. A payload of other than 8 bytes
 // is a connection error.
-func readPing(r io.Reader, h frameHeader, w *writer) (payload [8]byte, err error) {
+//
+// hard, when above 0, bounds the connection's output backlog under which
+// the answer is queued (see writer.tryWrite); over it, readPing returns
+// errBacklog.
+func readPing(r io.Reader, h frameHeader, w *writer, hard int) (payload [8]byte, err error) {
 	if h.length != 8 {
 		return payload, fmt.Errorf("ping payload of %d bytes, want 8", h.length)
 	}
@@ -204,7 +208,14 @@ func readPing(r io.Reader, h frameHeader, w *writer) (payload [8]byte, err error
 		return payload, err
 	}
 	if h.flags&flagAck == 0 {
-		w.write(func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), payload[:]...) })
+		fill := func(b []byte) []byte { return append(appendHeader(b, 8, framePing, flagAck, 0), payload[:]...) }
+		if hard > 0 {
+			if err := w.tryWrite(fill, hard); errors.Is(err, errBacklog) {
+				return payload, err
+			}
+		} else {
+			w.write(fill)
+		}
 	}
 	return payload, nil
 }
