@@ -35,6 +35,7 @@ const (
 // fixture is a test service served by the protocol on 127.0.0.1.
 type fixture struct {
 	addr   string
+	d      *kernel.Dispatcher
 	srv    kernel.ServerConn
 	ln     net.Listener
 	served sync.WaitGroup
@@ -92,6 +93,7 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		codecs = []kernel.Codec{protocodec.Codec{}}
 	}
 	d := kernel.NewDispatcher(table, []kernel.Interceptor{ic}, codecs, o.limits, slog.New(slog.DiscardHandler))
+	f.d = d
 	cfg := grpcproto.DefaultConfig()
 	if o.cfg != nil {
 		cfg = *o.cfg

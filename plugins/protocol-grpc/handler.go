@@ -28,6 +28,12 @@ type handler struct {
 	// hijackClosed is told when closeAfter has closed a connection it took
 	// over from the HTTP server (ServeConn's accounting of TLS connections).
 	hijackClosed func(net.Conn)
+	// requestTimeout bounds the arrival of a call's request (deadline.go);
+	// writeTimeout each write of an HTTP/1.x response over TLS; budget is
+	// the process-wide budget of buffered request bytes.
+	requestTimeout time.Duration
+	writeTimeout   time.Duration
+	budget         *kernel.Budget
 }
 
 // contentType is a parsed gRPC or gRPC-Web content type.
@@ -107,6 +113,17 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	if lc := connOf(r); lc != nil {
 		s.call.Peer, s.live = lc.remote, lc
 		lc.arrived(r.ProtoMajor >= 2, ct.web)
+		if lc.aged.Load() {
+			// Past max_connection_age: HTTP/2 sends GOAWAY and closes
+			// once its calls are done; HTTP/1.1 closes after this call.
+			w.Header().Set("Connection", "close")
+		}
+		if r.ProtoMajor < 2 && lc.uncounted && h.writeTimeout > 0 {
+			// HTTP/1.1 over TLS: its writes do not pass through a
+			// trackedConn, so each flush gets the write deadline.
+			s.writeDeadline = true
+			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
+		}
 	}
 	ctx := r.Context()
 	route, md, timeout, err := h.prepare(r, s)
@@ -131,11 +148,19 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 		// RecvMsg), so they need no full duplex.
 		http.NewResponseController(w).EnableFullDuplex()
 	}
+	if h.requestTimeout > 0 {
+		if !route.Method.ClientStreams {
+			s.startRequestTimer(h.requestTimeout)
+		} else if r.ProtoMajor < 2 {
+			s.h1Progress = true
+		}
+	}
 	if s.live != nil {
 		s.live.stats.Begin()
 		s.begun = true
 	}
 	err = h.d.HandleStream(route, s)
+	s.requestDone()
 	if err == nil && s.ctx.Err() != nil {
 		// The deadline passed or the client went away: the result is moot.
 		err = s.ctx.Err()

@@ -53,6 +53,12 @@ type liveConn struct {
 	// calls skip settle.
 	settled atomic.Bool
 
+	// aged is set once the connection is older than max_connection_age:
+	// its calls ask the HTTP server to close it (see server.age).
+	aged atomic.Bool
+	// flooded is set when the connection went over its frame budget.
+	flooded atomic.Bool
+
 	mu         sync.Mutex
 	proto      string // "grpc" or "grpc-web"; "" until known
 	protoFinal bool   // proto is decided
@@ -203,19 +209,38 @@ func (s *server) unregister(lc *liveConn) {
 // countingReader counts what a plaintext connection reads, below its
 // bufio.Reader (once per read system call), and looks at its first bytes.
 // Only the HTTP server's reading goroutine reads.
+// It also runs the connection's HTTP/2 frame budget (frames.go): a
+// connection over it reads errControlFlood from then on.
 type countingReader struct {
-	conn net.Conn
-	lc   *liveConn
-	seen bool // the first bytes were looked at
+	conn  net.Conn
+	lc    *liveConn
+	tc    *trackedConn
+	seen  bool // the first bytes were looked at
+	flood bool // over the frame budget
+	fs    frameScanner
 }
 
 func (r *countingReader) Read(p []byte) (int, error) {
+	if r.flood {
+		return 0, errControlFlood
+	}
 	n, err := r.conn.Read(p)
 	if n > 0 {
-		r.lc.stats.Read(n, time.Now())
+		now := time.Now()
+		r.lc.stats.Read(n, now)
 		if !r.seen {
 			r.seen = true
 			r.lc.sawFirstBytes(p[:n])
+		}
+		if r.fs.state != scanOff {
+			if !r.fs.scan(p[:n], now) {
+				r.flood = true
+				r.lc.flooded.Store(true)
+				return 0, errControlFlood
+			}
+			if r.fs.state == scanFrames && !r.tc.h2.Load() {
+				r.tc.h2.Store(true)
+			}
 		}
 	}
 	return n, err

@@ -31,7 +31,7 @@ type Config struct {
 	// Cross-origin requests are refused unless their origin is allowed.
 	CORS CORSConfig `yaml:"cors"`
 	// IdleTimeout closes a connection that has had no call for this long;
-	// 0 keeps idle connections open.
+	// 0 uses server.limits.idle_timeout.
 	IdleTimeout time.Duration `yaml:"idle_timeout" min:"0s" max:"24h"`
 }
 

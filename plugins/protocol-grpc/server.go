@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/axonrpc/axon/kernel"
@@ -52,6 +54,10 @@ type server struct {
 
 	mu    sync.Mutex
 	conns map[*liveConn]struct{} // the connections being served (liveview.go)
+
+	writeTimeout time.Duration // per write on a cleartext HTTP/1.x connection
+	frameRate    int           // control frames per second and burst (frames.go)
+	maxAge       time.Duration // max_connection_age; 0: none
 }
 
 // tlsServed is a *tls.Conn being served.
@@ -69,8 +75,14 @@ const headerSlack = 2 << 10
 
 func newServer(d *kernel.Dispatcher, cfg Config, name string) *server {
 	lim := d.Limits()
-	s := &server{name: name, d: d, ln: newConnListener(), done: make(chan struct{}), conns: make(map[*liveConn]struct{})}
-	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata), hijackClosed: s.tlsDone}
+	s := &server{name: name, d: d, ln: newConnListener(), done: make(chan struct{}), conns: make(map[*liveConn]struct{}),
+		writeTimeout: lim.WriteTimeout, frameRate: lim.ControlFrameRate, maxAge: lim.MaxConnectionAge}
+	s.h = &handler{d: d, cors: cfg.CORS, maxMessage: int(lim.MaxMessage), maxMetadata: int(lim.MaxMetadata), hijackClosed: s.tlsDone,
+		requestTimeout: lim.RequestTimeout, writeTimeout: lim.WriteTimeout, budget: d.Budget()}
+	idle := lim.IdleTimeout // server.limits.idle_timeout; the protocol's own idle_timeout wins when set
+	if cfg.IdleTimeout > 0 {
+		idle = cfg.IdleTimeout
+	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true) // h2c, prior knowledge, on plaintext connections
@@ -79,10 +91,14 @@ func newServer(d *kernel.Dispatcher, cfg Config, name string) *server {
 		Handler:           s.h,
 		Protocols:         &protos,
 		ReadHeaderTimeout: lim.HandshakeTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
+		IdleTimeout:       idle, // HTTP/1.1 keep-alive and HTTP/2 (GOAWAY, then close)
 		MaxHeaderBytes:    int(lim.MaxMetadata) + headerSlack,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lim.MaxConcurrentStreams,
+			// Closes a connection none of whose bytes could be written for
+			// this long (TLS included); cleartext HTTP/1.x has the same
+			// bound in trackedConn.Write.
+			WriteByteTimeout: lim.WriteTimeout,
 		},
 		ConnContext: s.connContext,
 		ConnState:   s.connState,
@@ -151,6 +167,10 @@ func (s *server) ServeConn(conn net.Conn) {
 	lc := newLiveConn(conn)
 	s.register(lc)
 	defer s.unregister(lc) // once the HTTP server has closed conn
+	if s.maxAge > 0 {
+		t := time.AfterFunc(jitter(s.maxAge), func() { s.age(lc) })
+		defer t.Stop()
+	}
 	if tc, ok := conn.(*tls.Conn); ok {
 		ts := &tlsServed{closed: make(chan struct{}), lc: lc}
 		s.tlsClosed.Store(tc, ts) // before the server can report it closed
@@ -162,13 +182,34 @@ func (s *server) ServeConn(conn net.Conn) {
 		<-ts.closed
 		return
 	}
-	tc := &trackedConn{Conn: conn, lc: lc, closed: make(chan struct{})}
-	tc.br = bufio.NewReaderSize(&countingReader{conn: conn, lc: lc}, readBuffer)
+	tc := &trackedConn{Conn: conn, lc: lc, closed: make(chan struct{}), writeTimeout: s.writeTimeout}
+	cr := &countingReader{conn: conn, lc: lc, tc: tc}
+	cr.fs.init(s.frameRate, time.Now(), &tc.written)
+	tc.br = bufio.NewReaderSize(cr, readBuffer)
 	if !s.ln.push(tc) {
 		conn.Close()
 		return
 	}
 	<-tc.closed
+}
+
+// jitter returns d give or take 10%, so that connections opened together
+// do not all reach their age together.
+func jitter(d time.Duration) time.Duration {
+	return d - d/10 + rand.N(d/5+1)
+}
+
+// age marks a connection that reached max_connection_age. net/http has no
+// per-connection shutdown, and a GOAWAY frame written from here would race
+// its writer, so every call that starts on the connection from then on
+// answers with "Connection: close", which net/http's HTTP/2 server turns
+// into a graceful shutdown of the connection (GOAWAY, the calls in flight
+// finish, then close) and its HTTP/1.1 server into closing the connection
+// after the response. The connection is not closed while idle: a client
+// could be sending a call as it goes (idle_timeout closes it, with GOAWAY);
+// calls in flight are never cut.
+func (s *server) age(lc *liveConn) {
+	lc.aged.Store(true)
 }
 
 // Shutdown implements kernel.ServerConn: the HTTP server stops accepting
@@ -244,19 +285,31 @@ const readBuffer = 16 << 10
 // trackedConn tells ServeConn when the HTTP server has closed a connection,
 // buffers its reads, and counts its bytes (below the buffer, see
 // countingReader).
+//
+// Writes on an HTTP/1.x connection each get a deadline of writeTimeout, so
+// that a peer that stops reading fails its call and gets its connection
+// closed (net/http's HTTP/2 server sets the same deadline itself, see
+// HTTP2Config.WriteByteTimeout; h2 is set once the reader saw the preface).
 type trackedConn struct {
 	net.Conn
-	lc     *liveConn
-	br     *bufio.Reader
-	once   sync.Once
-	closed chan struct{}
+	lc           *liveConn
+	br           *bufio.Reader
+	once         sync.Once
+	closed       chan struct{}
+	writeTimeout time.Duration
+	h2           atomic.Bool   // the connection speaks HTTP/2
+	written      atomic.Uint64 // bytes written so far (frames.go)
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) { return c.br.Read(p) }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 && !c.h2.Load() {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
 	n, err := c.Conn.Write(p)
 	if n > 0 {
+		c.written.Add(uint64(n))
 		c.lc.stats.Wrote(n, time.Now())
 	}
 	return n, err

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/metadata"
@@ -43,6 +45,17 @@ type stream struct {
 
 	recvBuf, unzipBuf []byte // receiver's
 	recvd             bool   // the one message of a unary or server-streaming call was read
+
+	// The request deadline (deadline.go): rt is the timer of a unary or
+	// server-streaming call until its request arrived; h1Progress is set
+	// for an HTTP/1.x client- or bidi-streaming call, whose body reads
+	// each have a deadline. writeDeadline is set for an HTTP/1.x call on a
+	// connection that is not a trackedConn (TLS), whose flushes get one.
+	rt            *reqTimer
+	reqMu         sync.Mutex
+	reqState      uint8
+	h1Progress    bool
+	writeDeadline bool
 
 	mu          sync.Mutex
 	wroteHeader bool
@@ -102,7 +115,11 @@ func (s *stream) putHeader(h http.Header) {
 }
 
 func (s *stream) flush() error {
-	if err := http.NewResponseController(s.w).Flush(); err != nil {
+	rc := http.NewResponseController(s.w)
+	if s.writeDeadline {
+		rc.SetWriteDeadline(time.Now().Add(s.h.writeTimeout))
+	}
+	if err := rc.Flush(); err != nil {
 		return s.writeErr(err)
 	}
 	return nil
@@ -199,6 +216,9 @@ func (s *stream) RecvMsg(m any) error {
 	var one [1]byte
 	switch _, err := io.ReadFull(s.body, one[:]); err {
 	case io.EOF:
+		if !s.requestDone() {
+			return s.expiredErr()
+		}
 		return nil
 	case nil:
 		return status.Errorf(status.Unimplemented, "%s takes one request message; the client sent more", s.call.Method.FullName)
@@ -207,9 +227,13 @@ func (s *stream) RecvMsg(m any) error {
 	}
 }
 
-// recv reads and decodes the next request message.
+// recv reads and decodes the next request message. Its buffer is taken
+// from the process-wide budget (kernel.Budget) for the message's claimed
+// length before the message is read, and given back once it is decoded: a
+// budget exhausted fails the call with RESOURCE_EXHAUSTED.
 func (s *stream) recv(m any) error {
 	var hdr [prefixLen]byte
+	s.progress()
 	if _, err := io.ReadFull(s.body, hdr[:]); err != nil {
 		if err == io.EOF {
 			return io.EOF
@@ -223,11 +247,21 @@ func (s *stream) recv(m any) error {
 	if uint64(n) > uint64(s.h.maxMessage) {
 		return status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", n, s.h.maxMessage)
 	}
+	if !s.h.budget.Acquire(int64(n)) {
+		return status.Errorf(status.ResourceExhausted, "request message of %d bytes: the server's buffers are full (max_buffered)", n)
+	}
+	defer s.h.budget.Release(int64(n))
 	if cap(s.recvBuf) < int(n) {
 		s.recvBuf = make([]byte, n)
 	}
 	msg := s.recvBuf[:n]
+	if n > 0 {
+		s.progress()
+	}
 	if _, err := io.ReadFull(s.body, msg); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF // the body ended after the prefix
+		}
 		return s.readErr(err)
 	}
 	if flags&flagCompressed != 0 {
@@ -253,6 +287,16 @@ func (s *stream) recv(m any) error {
 }
 
 func (s *stream) readErr(err error) error {
+	if !s.requestDone() {
+		return s.expiredErr()
+	}
+	if s.h1Progress && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Before the context: net/http cancels it on the read's failure.
+		return status.Errorf(status.DeadlineExceeded, "protocol.grpc: the request body made no progress for request_timeout (%v)", s.h.requestTimeout)
+	}
+	if errors.Is(err, errBadText) {
+		return status.NewError(status.Internal, err)
+	}
 	if cerr := s.ctx.Err(); cerr != nil {
 		return status.FromError(cerr)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -250,6 +251,10 @@ func gzipAppend(dst, src []byte) ([]byte, error) {
 }
 
 // base64Reader decodes a gRPC-Web text body: base64 whose chunks may each
+// errBadText is the error of a grpc-web-text body that is not base64: the
+// client's fault, answered with INTERNAL.
+var errBadText = errors.New("protocol.grpc: malformed grpc-web-text body")
+
 // end with padding, so it decodes one 4-character quantum at a time.
 type base64Reader struct {
 	r   io.Reader
@@ -265,7 +270,7 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 	for len(b.out) == 0 {
 		if b.err != nil {
 			if b.err == io.EOF && b.nq != 0 {
-				return 0, fmt.Errorf("protocol.grpc: grpc-web-text body ends inside a base64 quantum")
+				return 0, fmt.Errorf("%w: it ends inside a base64 quantum", errBadText)
 			}
 			return 0, b.err
 		}
@@ -283,7 +288,7 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 				var d [3]byte
 				m, err := base64.StdEncoding.Decode(d[:], b.q[:])
 				if err != nil {
-					b.err = fmt.Errorf("protocol.grpc: grpc-web-text body: %w", err)
+					b.err = fmt.Errorf("%w: %w", errBadText, err)
 					break
 				}
 				out = append(out, d[:m]...)
