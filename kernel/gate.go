@@ -18,6 +18,7 @@ import (
 type connGate struct {
 	mu       sync.Mutex
 	open     int
+	peak     int // the most open since the last reclaim (see reclaim.go)
 	perIP    map[netip.Addr]int
 	max      int // max_connections, lowered to what the descriptors allow
 	maxPerIP int
@@ -73,6 +74,7 @@ func (g *connGate) admit(conn net.Conn) (release func(), ok bool) {
 		return nil, false
 	}
 	g.open++
+	g.peak = max(g.peak, g.open)
 	if hasIP {
 		g.perIP[ip]++
 	}

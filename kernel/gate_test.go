@@ -46,3 +46,48 @@ func TestGateReservesDescriptors(t *testing.T) {
 		})
 	}
 }
+
+// TestShouldReclaim: memory is reclaimed once the open connections fell by
+// at least reclaimMinDrop and a quarter of their peak, and the peak starts
+// again from there.
+func TestShouldReclaim(t *testing.T) {
+	g := newConnGate()
+	g.setLimits(Limits{MaxConnections: 1 << 20, MaxConnectionsPerIP: 1 << 20})
+	var releases []func()
+	open := func(n int) {
+		for range n {
+			a, b := net.Pipe()
+			t.Cleanup(func() { a.Close(); b.Close() })
+			r, ok := g.admit(a)
+			if !ok {
+				t.Fatal("refused")
+			}
+			releases = append(releases, r)
+		}
+	}
+	closeN := func(n int) {
+		for range n {
+			releases[len(releases)-1]()
+			releases = releases[:len(releases)-1]
+		}
+	}
+	steps := []struct {
+		open, close int
+		want        bool
+	}{
+		{open: 300, want: false},
+		{close: 60, want: false},  // below reclaimMinDrop
+		{close: 20, want: true},   // 80 of 300: both thresholds met
+		{close: 50, want: false},  // the peak restarted at 220
+		{open: 1000, want: false}, // a new peak, 1170
+		{close: 200, want: false}, // under a quarter of 1170
+		{close: 100, want: true},
+	}
+	for i, s := range steps {
+		open(s.open)
+		closeN(s.close)
+		if got := g.shouldReclaim(); got != s.want {
+			t.Fatalf("step %d: shouldReclaim %v, want %v (open %d, peak %d)", i, got, s.want, g.open, g.peak)
+		}
+	}
+}

@@ -17,8 +17,8 @@ type Limits struct {
 	// MaxConcurrentStreams caps the calls in progress on one connection;
 	// more are refused with a retryable UNAVAILABLE.
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams" min:"1" max:"100000"`
-	// HandshakeTimeout bounds the time a new connection has to send its
-	// preface.
+	// HandshakeTimeout bounds the time a new connection has to complete
+	// its opening as a whole: TLS, its preface and its first settings.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout" min:"1ms" max:"10m"`
 	// MaxDecodeDepth bounds message nesting in decoders that recurse.
 	MaxDecodeDepth int `yaml:"max_decode_depth" min:"1" max:"10000"`
@@ -38,8 +38,8 @@ type Limits struct {
 	// arrive once the call began: its metadata and, for a unary call, its
 	// message. A call still incomplete is reset and its buffers freed.
 	RequestTimeout time.Duration `yaml:"request_timeout" min:"1ms" max:"1h"`
-	// IdleTimeout closes a connection that has had no call in progress for
-	// this long (after a go-away); 0 turns it off. Code that builds Limits
+	// IdleTimeout tells a connection that has had no call in progress for
+	// this long to go away, and closes it; 0 turns it off. Code that builds Limits
 	// itself gets 0: WithDefaults leaves it alone.
 	IdleTimeout time.Duration `yaml:"idle_timeout" min:"0s" max:"720h"`
 	// MaxConnectionAge tells a connection older than this (give or take
@@ -61,7 +61,9 @@ type Limits struct {
 	// burst of as many), of frames that do no work: PING, SETTINGS,
 	// WINDOW_UPDATE or CANCEL without effect, unknown frame types, and
 	// streams reset before their handler ran (rapid reset). A peer over
-	// budget is told to go away and is closed.
+	// budget is closed, after a go-away where the protocol can send one
+	// without racing its own writer (the native protocol; not the gRPC
+	// server on net/http).
 	ControlFrameRate int `yaml:"control_frame_rate" min:"1" max:"10000000"`
 }
 

@@ -55,6 +55,7 @@ type Runtime struct {
 
 	stopInit, stoppingOnce sync.Once
 	stopCh                 chan struct{} // closed when Shutdown begins
+	reclaiming             sync.Once     // starts the gate's reclaimLoop with the first generation
 }
 
 type generation struct {
@@ -202,6 +203,7 @@ func (r *Runtime) swapIn(ctx context.Context, cfg *Config) (old, g *generation, 
 	r.cur.Store(g)
 	r.budget.SetLimit(int64(cfg.Server.Limits.WithDefaults().MaxBuffered))
 	r.gate.setLimits(cfg.Server.Limits.WithDefaults())
+	r.reclaiming.Do(func() { go r.gate.reclaimLoop(r.stopping()) })
 	finish(true)
 	r.log.Info("generation running", "generation", g.id, "listeners", g.describe())
 	if cur != nil {

@@ -197,7 +197,12 @@ func (d *decoder) value(path string, in any, v reflect.Value, t tags) {
 		}
 		s := reflect.MakeSlice(typ, len(list), len(list))
 		for i, e := range list {
-			d.value(path+"["+strconv.Itoa(i)+"]", e, s.Index(i), t)
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if e == nil && scalar(typ.Elem()) {
+				d.fail(p, e, "a value (null is not one)")
+				continue
+			}
+			d.value(p, e, s.Index(i), t)
 		}
 		v.Set(s)
 	case reflect.Map:
@@ -218,6 +223,10 @@ func (d *decoder) value(path string, in any, v reflect.Value, t tags) {
 			k, e := reflect.ValueOf(key).Convert(typ.Key()), reflect.New(typ.Elem()).Elem()
 			if old := v.MapIndex(k); old.IsValid() {
 				e.Set(old)
+			}
+			if m[key] == nil && scalar(typ.Elem()) {
+				d.fail(path+"."+key, nil, "a value (null is not one)")
+				continue
 			}
 			d.value(path+"."+key, m[key], e, t)
 			out.SetMapIndex(k, e)
@@ -251,6 +260,17 @@ func (d *decoder) value(path string, in any, v reflect.Value, t tags) {
 	default:
 		d.failErr(path, fmt.Errorf("unsupported field type %s", typ))
 	}
+}
+
+// scalar reports whether t is decoded from a scalar: a null list element
+// or map value of such a type is an error, where a null field keeps its
+// default (its tags would not be checked on a zero value).
+func scalar(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
+		return false
+	}
+	return true
 }
 
 // text decodes a scalar through v's encoding.TextUnmarshaler.
