@@ -44,7 +44,15 @@ go test -race -count=1 ./...
 # Minimizing is off: it would eat the short run (golang/go#52569).
 for spec in ./plugins/codec-binary:FuzzDecode:150000x \
             ./plugins/protocol-axon:FuzzFrameDecoder:300000x \
-            ./plugins/protocol-axon:FuzzServeConn:100000x; do
+            ./plugins/protocol-axon:FuzzServeConn:100000x \
+            ./plugins/protocol-grpc:FuzzRecv:50000x \
+            ./plugins/protocol-grpc:FuzzGunzip:20000x \
+            ./plugins/protocol-grpc:FuzzParseTimeout:60000x \
+            ./plugins/protocol-grpc:FuzzIncomingMD:50000x \
+            ./plugins/protocol-grpc:FuzzBase64Reader:40000x \
+            ./plugins/protocol-grpc:FuzzServeHTTP:40000x \
+            ./kernel:FuzzLoad:100000x \
+            ./kernel/config:FuzzLoadDecode:250000x; do
   IFS=: read -r pkg target budget <<<"$spec"
   budget=${FUZZTIME:-$budget}
   echo "== fuzz $target for $budget"
