@@ -6,7 +6,7 @@ PROTOS := examples/echo/echo.proto $(sort $(wildcard plugins/codec-binary/intern
 # Where generated files go; scripts/test.sh generates elsewhere and compares.
 GEN_OUT ?= .
 
-.PHONY: generate test interop demo swap-demo
+.PHONY: generate test interop demo swap-demo chaos
 generate:
 	go build -o bin/protoc-gen-axon ./cmd/protoc-gen-axon
 	@for p in $(PROTOS); do \
@@ -28,3 +28,6 @@ demo:
 
 swap-demo:
 	bash scripts/swap-demo.sh 2
+
+chaos:
+	bash scripts/chaos.sh
