@@ -1,15 +1,10 @@
 package config_test
 
 import (
-	"encoding"
-	"errors"
-	"fmt"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/axonrpc/axon/kernel/config"
 )
@@ -112,153 +107,12 @@ func fuzzCheckError(t *testing.T, err error, path string) {
 	}
 }
 
-var (
-	fuzzSizeType        = reflect.TypeFor[config.Size]()
-	fuzzDurationType    = reflect.TypeFor[config.Duration]()
-	fuzzStdDurationType = reflect.TypeFor[time.Duration]()
-	fuzzRawType         = reflect.TypeFor[config.Raw]()
-	fuzzTextType        = reflect.TypeFor[encoding.TextMarshaler]()
-)
-
-// fuzzEncode encodes the configuration struct v points to as a tree that
-// Decode accepts: keys from the yaml tags, sizes and durations as their
-// String forms, Raw blocks as their trees; nil pointers, lists and maps
-// are left out. Fields must be tagged.
+// fuzzEncode encodes the configuration struct v points to (see Encode).
 func fuzzEncode(t *testing.T, v any) map[string]any {
 	t.Helper()
-	m, err := fuzzEncodeValue(reflect.ValueOf(v).Elem())
+	m, err := config.Encode(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m.(map[string]any)
-}
-
-func fuzzEncodeValue(v reflect.Value) (any, error) {
-	typ := v.Type()
-	switch {
-	case typ == fuzzRawType:
-		if raw := v.Interface().(config.Raw); raw.Tree != nil {
-			return raw.Tree, nil
-		}
-		return nil, nil
-	case typ == fuzzSizeType:
-		return config.Size(v.Int()).String(), nil
-	case typ == fuzzDurationType || typ == fuzzStdDurationType:
-		return time.Duration(v.Int()).String(), nil
-	case typ.Kind() != reflect.Pointer && typ.Implements(fuzzTextType):
-		b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
-		return string(b), err
-	}
-	switch typ.Kind() {
-	case reflect.Pointer:
-		if v.IsNil() {
-			return nil, nil
-		}
-		return fuzzEncodeValue(v.Elem())
-	case reflect.Struct:
-		m := map[string]any{}
-		for i := range typ.NumField() {
-			sf := typ.Field(i)
-			name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-			if !sf.IsExported() || name == "-" {
-				continue
-			}
-			e, err := fuzzEncodeValue(v.Field(i))
-			if err != nil {
-				return nil, err
-			}
-			if slices.Contains(strings.Split(opts, ","), "inline") {
-				for k, x := range e.(map[string]any) {
-					m[k] = x
-				}
-				continue
-			}
-			if name == "" {
-				return nil, fmt.Errorf("field %s.%s has no yaml tag", typ, sf.Name)
-			}
-			if e != nil {
-				m[name] = e
-			}
-		}
-		return m, nil
-	case reflect.Slice:
-		if v.IsNil() {
-			return nil, nil
-		}
-		l := make([]any, v.Len())
-		for i := range l {
-			e, err := fuzzEncodeValue(v.Index(i))
-			if err != nil {
-				return nil, err
-			}
-			l[i] = e
-		}
-		return l, nil
-	case reflect.Map:
-		if v.IsNil() {
-			return nil, nil
-		}
-		m := make(map[string]any, v.Len())
-		for it := v.MapRange(); it.Next(); {
-			e, err := fuzzEncodeValue(it.Value())
-			if err != nil {
-				return nil, err
-			}
-			m[it.Key().String()] = e
-		}
-		return m, nil
-	case reflect.String:
-		return v.String(), nil
-	case reflect.Bool:
-		return v.Bool(), nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return v.Int(), nil
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return v.Uint(), nil
-	case reflect.Float32, reflect.Float64:
-		return v.Float(), nil
-	}
-	return nil, errors.New("cannot encode a " + typ.String())
-}
-
-// fuzzLookup finds the value at a key path ("a.b[2].c") in a tree; keys
-// may hold dots, so every key that fits is tried.
-func fuzzLookup(node any, path string) (any, bool) {
-	if path == "" {
-		return node, true
-	}
-	switch n := node.(type) {
-	case []any:
-		end := strings.IndexByte(path, ']')
-		if path[0] != '[' || end < 0 {
-			return nil, false
-		}
-		i, err := strconv.Atoi(path[1:end])
-		if err != nil || i < 0 || i >= len(n) {
-			return nil, false
-		}
-		rest := path[end+1:]
-		if r, ok := strings.CutPrefix(rest, "."); ok && r != "" && r[0] != '[' {
-			rest = r
-		}
-		return fuzzLookup(n[i], rest)
-	case map[string]any:
-		for k, v := range n {
-			if rest, ok := strings.CutPrefix(path, k); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
-				if rest != "" && rest[0] == '.' {
-					rest = rest[1:]
-				}
-				if found, ok := fuzzLookup(v, rest); ok {
-					return found, true
-				}
-			}
-		}
-	case map[any]any:
-		m := make(map[string]any, len(n))
-		for k, v := range n {
-			m[fmt.Sprint(k)] = v
-		}
-		return fuzzLookup(m, path)
-	}
-	return nil, false
+	return m
 }
