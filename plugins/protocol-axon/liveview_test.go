@@ -2,14 +2,10 @@ package native_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/url"
 	"sync"
@@ -18,6 +14,7 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/kernel/transporttest"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 )
 
@@ -273,34 +270,8 @@ func TestLiveViewTLS(t *testing.T) {
 }
 
 // selfSigned returns a self-signed certificate for usage with the given
-// names, and a pool that trusts it.
+// SANs, and a pool that trusts it.
 func selfSigned(t *testing.T, usage x509.ExtKeyUsage, uris []*url.URL, dns []string, ips []net.IP) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		URIs:                  uris,
-		DNSNames:              dns,
-		IPAddresses:           ips,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	return transporttest.SelfSigned(x509.Certificate{URIs: uris, DNSNames: dns, IPAddresses: ips, ExtKeyUsage: []x509.ExtKeyUsage{usage}})
 }

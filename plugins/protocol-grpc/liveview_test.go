@@ -2,12 +2,8 @@ package grpc_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +21,7 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/kernel/transporttest"
 )
 
 // dialRecorder dials TCP and remembers each connection and its local
@@ -209,33 +206,11 @@ func TestLiveView(t *testing.T) {
 // it.
 func clientCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	id, err := url.Parse("spiffe://axon.test/client")
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := url.Parse("spiffe://axon.test/client")
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		URIs:                  []*url.URL{id},
-		DNSNames:              []string{"client.axon.test"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	return transporttest.SelfSigned(x509.Certificate{URIs: []*url.URL{id}, DNSNames: []string{"client.axon.test"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 }
 
 // TestLiveViewTLS: a connection served over TLS (its handshake done by the
