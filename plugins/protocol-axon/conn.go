@@ -97,12 +97,19 @@ func (w *writer) write(fill func([]byte) []byte) error {
 	if err := w.appendLocked(fill); err != nil {
 		return err
 	}
+	return w.flushOrLeaveLocked()
+}
+
+// flushOrLeaveLocked ends a write that appended its frames, with mu held:
+// when a flush is in progress it carries them and the write returns;
+// otherwise the writer becomes the flusher, but first lets goroutines that
+// are about to write append their frames, so one system call carries them
+// all. It returns with mu released.
+func (w *writer) flushOrLeaveLocked() error {
 	if w.flushing {
 		w.mu.Unlock()
 		return nil
 	}
-	// Become the flusher, but first let goroutines that are about to write
-	// append their frames, so one system call carries them all.
 	w.flushing = true
 	w.mu.Unlock()
 	runtime.Gosched()
@@ -131,15 +138,7 @@ func (w *writer) tryWrite(fill func([]byte) []byte, hard int) error {
 	w.buf = fill(w.buf)
 	w.ctl += len(w.buf) - n
 	w.pending.Store(int64(len(w.buf) + w.inflight))
-	if w.flushing {
-		w.mu.Unlock()
-		return nil
-	}
-	w.flushing = true
-	w.mu.Unlock()
-	runtime.Gosched()
-	w.mu.Lock()
-	return w.flushLocked()
+	return w.flushOrLeaveLocked()
 }
 
 // appendLocked waits while a flush is in progress and more than limit bytes
