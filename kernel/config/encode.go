@@ -15,7 +15,8 @@ var textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
 // Encode returns the tree that Decode would decode into the struct v
 // points to, as it holds now: keys from the yaml tags, sizes and durations
 // in their String forms, Raw blocks as their trees, inline structs merged;
-// nil pointers, lists and maps are left out. Decode(Encode(v)) gives v
+// nil pointers, lists and maps are left out, and so are zero values that
+// their field's tags refuse (such a field was never set). Decode(Encode(v)) gives v
 // back. It fails on a field without a yaml tag or of a kind config does
 // not decode.
 func Encode(v any) (map[string]any, error) {
@@ -60,6 +61,12 @@ func encodeValue(v reflect.Value) (any, error) {
 			e, err := encodeValue(v.Field(i))
 			if err != nil {
 				return nil, err
+			}
+			if v.Field(i).IsZero() && refusesZero(sf, e) {
+				// A zero the field's own tags refuse (a oneof without "",
+				// a min above zero) was never set: the key was absent or
+				// null. Left out, it decodes to the same zero.
+				continue
 			}
 			if slices.Contains(strings.Split(opts, ","), "inline") {
 				for k, x := range e.(map[string]any) {
@@ -113,4 +120,16 @@ func encodeValue(v reflect.Value) (any, error) {
 		return v.Float(), nil
 	}
 	return nil, errors.New("cannot encode a " + typ.String())
+}
+
+// refusesZero reports whether the tags of field sf refuse e, the encoding
+// of its zero value.
+func refusesZero(sf reflect.StructField, e any) bool {
+	t := tags{min: sf.Tag.Get("min"), max: sf.Tag.Get("max"), oneof: sf.Tag.Get("oneof")}
+	if t == (tags{}) {
+		return false
+	}
+	var d decoder
+	d.value("", e, reflect.New(sf.Type).Elem(), t)
+	return len(d.errs) > 0
 }
