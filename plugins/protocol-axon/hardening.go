@@ -41,18 +41,54 @@ import (
 // would not learn of the close, and the kernel would keep that buffer
 // (megabytes) until TCP gives up.
 func abort(conn net.Conn) {
-	for c := conn; c != nil; {
-		if l, ok := c.(interface{ SetLinger(int) error }); ok {
-			l.SetLinger(0)
-			break
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
+	if l, ok := rawConn(conn).(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
 	}
 	conn.Close()
+}
+
+// rawConn returns the connection under conn's wrappers (the sniffer's,
+// TLS), as far as they expose it with NetConn.
+func rawConn(conn net.Conn) net.Conn {
+	for {
+		u, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			return conn
+		}
+		conn = u.NetConn()
+	}
+}
+
+// closeSoon closes conn, which the server is done with, in order once the
+// peer has taken what is left in the kernel's send queue; if the queue
+// makes no progress for wait, the peer is not reading and conn is reset
+// (abort). So a server-side close, whatever its cause (an idle or old
+// connection sent away, a drain, a protocol error), never leaves the
+// kernel holding a connection and its unsent output for a peer that
+// ignores both. Where the send queue cannot be read, conn is closed in
+// order at once. It blocks for at most about wait.
+func closeSoon(conn net.Conn, wait time.Duration) {
+	n, ok := unsent(conn)
+	if !ok || n == 0 {
+		conn.Close()
+		return
+	}
+	last, step := time.Now(), time.Millisecond
+	for {
+		time.Sleep(step)
+		step = min(2*step, 50*time.Millisecond)
+		m, ok := unsent(conn)
+		switch {
+		case !ok || m == 0:
+			conn.Close()
+			return
+		case m < n:
+			n, last = m, time.Now()
+		case time.Since(last) >= wait:
+			abort(conn)
+			return
+		}
+	}
 }
 
 // errCalm ends the read loop of a peer over its control-frame budget.
@@ -225,5 +261,5 @@ func (c *serverConn) closeWhenDrained() {
 	case <-c.ctx.Done():
 	}
 	c.w.waitIdle() // bounded by write_timeout
-	c.conn.Close()
+	closeSoon(c.conn, c.srv.limits.WriteTimeout)
 }

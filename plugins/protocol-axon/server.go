@@ -135,7 +135,7 @@ func (s *server) ServeConn(conn net.Conn) {
 	c.w.resumable = kernel.TLSOf(conn) == nil
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	defer conn.Close()
+	defer func() { closeSoon(conn, lim.WriteTimeout) }()
 
 	br := bufio.NewReaderSize(countingReader{conn: conn, stats: &c.stats}, 32<<10)
 	// The handshake, the preface and the client's SETTINGS (onSettings
@@ -187,7 +187,7 @@ func (s *server) ServeConn(conn net.Conn) {
 			case <-time.After(s.limits.HandshakeTimeout):
 			}
 			c.w.waitIdle()
-			conn.Close()
+			closeSoon(conn, s.limits.WriteTimeout)
 		}()
 	}
 	err := c.readLoop(br)
@@ -889,11 +889,17 @@ func (s *server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
+	// Each connection's last frames are written and taken by its peer, or
+	// it is reset, within write_timeout, all at once.
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		c.w.waitIdle()
-		c.cancel()
-		c.conn.Close()
+		wg.Go(func() {
+			c.w.waitIdle()
+			c.cancel()
+			closeSoon(c.conn, s.limits.WriteTimeout)
+		})
 	}
+	wg.Wait()
 	s.workers.stop()
 	return err
 }
