@@ -11,7 +11,11 @@ import (
 // its peak size. reclaimLoop watches the connection count and, when it has
 // fallen by a good share of its recent peak, collects and returns freed
 // memory to the system (debug.FreeOSMemory), at most once per
-// reclaimEvery. It never runs on the call path.
+// reclaimEvery, and again on the next reclaimFollowUps rounds: the memory
+// of a closed connection becomes garbage only when everything it started
+// has ended (handlers waiting for a body that will not come, writers
+// failing their last write), which may be a round or two after the count
+// fell. It never runs on the call path.
 
 // reclaimEvery is how often the loop looks, and the least time between two
 // reclaims.
@@ -21,19 +25,29 @@ const reclaimEvery = 2 * time.Second
 // since the peak for a reclaim: a few closing is routine.
 const reclaimMinDrop = 64
 
+// reclaimFollowUps is how many rounds after a reclaim reclaim again.
+const reclaimFollowUps = 2
+
 // reclaimLoop runs until stop is closed.
 func (g *connGate) reclaimLoop(stop <-chan struct{}) {
 	t := time.NewTicker(reclaimEvery)
 	defer t.Stop()
+	followUps := 0
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		if g.shouldReclaim() {
-			debug.FreeOSMemory()
+		switch {
+		case g.shouldReclaim():
+			followUps = reclaimFollowUps
+		case followUps > 0:
+			followUps--
+		default:
+			continue
 		}
+		debug.FreeOSMemory()
 	}
 }
 

@@ -29,6 +29,13 @@ import (
 // Timers come from a pool, so that a call costs no allocation for its
 // deadline: a timer goes back to the pool only when Stop says its function
 // will not run.
+//
+// A call waiting for its request also holds a goroutine, its headers and
+// net/http's stream state until the request arrives, so it is charged to
+// the process-wide budget meanwhile as a kernel.Wait: when the budget is
+// spent, the calls (of any protocol) that have waited longest are failed
+// first with RESOURCE_EXHAUSTED, and only when none is waiting is the new
+// call itself refused.
 
 // reqTimer is a pooled timer watching one call's request.
 type reqTimer struct {
@@ -38,8 +45,18 @@ type reqTimer struct {
 
 var reqTimers sync.Pool
 
-// startRequestTimer begins s's request deadline.
-func (s *stream) startRequestTimer(d time.Duration) {
+// waitCharge is what a call waiting for its request is charged to the
+// budget (kernel.Budget.Await): about the memory it holds (a goroutine, its
+// headers up to max_metadata, net/http's state).
+const waitCharge = 16 << 10
+
+// startRequestTimer begins s's request deadline. It reports false, doing
+// nothing, when the call cannot wait for its request: the budget is spent
+// (await).
+func (s *stream) startRequestTimer(d time.Duration) bool {
+	if !s.h.budget.Await(&s.wait, waitCharge, s) {
+		return false
+	}
 	rt, _ := reqTimers.Get().(*reqTimer)
 	if rt == nil {
 		rt = new(reqTimer)
@@ -51,11 +68,12 @@ func (s *stream) startRequestTimer(d time.Duration) {
 		rt.t.Reset(d)
 	}
 	s.rt = rt
+	return true
 }
 
 func (rt *reqTimer) fire() {
 	if s := rt.s.Swap(nil); s != nil {
-		s.expire()
+		s.breakRequest(reqExpired)
 	}
 }
 
@@ -64,16 +82,22 @@ const (
 	reqWaiting = iota // the request is arriving
 	reqDone           // the request arrived, or the call ended
 	reqExpired        // request_timeout passed first
+	reqEvicted        // failed to make room in the budget (await)
 )
 
-// expire breaks the read of a request still arriving.
-func (s *stream) expire() {
+// Evict fails the call, which waited longest for its request, to make
+// room in the budget (kernel.Waiter).
+func (s *stream) Evict() { s.breakRequest(reqEvicted) }
+
+// breakRequest breaks the read of a request still arriving; why is
+// reqExpired or reqEvicted.
+func (s *stream) breakRequest(why uint8) {
 	s.reqMu.Lock()
 	defer s.reqMu.Unlock()
 	if s.reqState != reqWaiting {
 		return
 	}
-	s.reqState = reqExpired
+	s.reqState = why
 	http.NewResponseController(s.w).SetReadDeadline(time.Unix(1, 0))
 }
 
@@ -90,18 +114,27 @@ func (s *stream) requestDone() bool {
 	if rt.t.Stop() {
 		reqTimers.Put(rt)
 	}
+	s.h.budget.Leave(&s.wait)
 	s.reqMu.Lock()
 	defer s.reqMu.Unlock()
 	if s.reqState == reqWaiting {
 		s.reqState = reqDone
 	}
-	return s.reqState != reqExpired
+	return s.reqState == reqDone
 }
 
-// expiredErr is a call's error once its request did not arrive in time.
+// expiredErr is a call's error once its request did not arrive in time,
+// or it was evicted from the waiting calls.
 func (s *stream) expiredErr() error {
+	if s.reqState == reqEvicted {
+		return errEvicted
+	}
 	return status.Errorf(status.DeadlineExceeded, "protocol.grpc: the request did not arrive within request_timeout (%v)", s.h.requestTimeout)
 }
+
+// errEvicted fails a call that waited longest for its request when the
+// budget had to make room, and a call that found no room at all.
+var errEvicted = status.New(status.ResourceExhausted, "protocol.grpc: the server is over its budget of buffered bytes (max_buffered) and this call's request had not arrived")
 
 // progress sets the deadline of the next body read of an HTTP/1.x
 // client- or bidi-streaming call.

@@ -150,7 +150,10 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	}
 	if h.requestTimeout > 0 {
 		if !route.Method.ClientStreams {
-			s.startRequestTimer(h.requestTimeout)
+			if !s.startRequestTimer(h.requestTimeout) {
+				s.finish(errEvicted) // counted by ConnStats.Finish: never dispatched
+				return
+			}
 		} else if r.ProtoMajor < 2 {
 			s.h1Progress = true
 		}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/axonrpc/axon/kernel"
+	grpcplugin "github.com/axonrpc/axon/plugins/protocol-grpc"
 )
 
 // hardLimits are the small limits of the hardening tests.
@@ -415,6 +416,57 @@ func TestBufferBudget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWaitingCallsEvictedOldestFirst: calls waiting for their request are
+// charged to the budget; when a new call finds it spent, the call that has
+// waited longest fails with RESOURCE_EXHAUSTED to make room, so calls that
+// never send their request cannot lock out a complete call.
+func TestWaitingCallsEvictedOldestFirst(t *testing.T) {
+	lim := hardLimits
+	lim.RequestTimeout = time.Minute // only the budget ends these calls
+	lim.MaxBuffered = 4 * grpcplugin.WaitCharge
+	lim.MaxMessage = 1 << 10
+	f := newFixture(t, fixtureOpts{limits: lim})
+	p := newH2Peer(t, f.addr)
+	var ids []uint32
+	open := func() {
+		t.Helper()
+		id, err := p.headers(mEcho, false) // headers, and never the message
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	for range 4 {
+		open()
+	}
+	b := f.d.Budget()
+	waitFor(t, "four calls waiting", func() bool { return b.Used() == 4*grpcplugin.WaitCharge })
+	open() // the budget is spent: the first call makes room
+	waitFor(t, "the first call to fail", func() bool { _, ok := p.status(ids[0]); return ok })
+
+	// A complete call gets through, at the cost of the next oldest.
+	cc := dial(t, f.addr)
+	var got wrapperspb.StringValue
+	if err := cc.Invoke(ctxT(t), mEcho, wrapperspb.String("hi"), &got); err != nil {
+		t.Fatalf("a complete call failed: %v", err)
+	}
+	waitFor(t, "the second call to fail", func() bool { _, ok := p.status(ids[1]); return ok })
+	for i, id := range ids {
+		st, done := p.status(id)
+		switch {
+		case i < 2 && st != fmt.Sprint(int(codes.ResourceExhausted)):
+			t.Errorf("call %d: grpc-status %q, want RESOURCE_EXHAUSTED", i, st)
+		case i >= 2 && done:
+			t.Errorf("call %d ended (grpc-status %s); it should still be waiting", i, st)
+		}
+	}
+	if used := b.Used(); used != 3*grpcplugin.WaitCharge {
+		t.Errorf("budget used %d, want three waiting calls' %d", used, 3*grpcplugin.WaitCharge)
+	}
+	p.c.Close() // the waiting calls end with their connection, and give back their charge
+	waitFor(t, "the budget to be given back", func() bool { return b.Used() == 0 })
 }
 
 // TestMaxConnectionAge: on a connection past max_connection_age, the next

@@ -54,6 +54,7 @@ type stream struct {
 	rt            *reqTimer
 	reqMu         sync.Mutex
 	reqState      uint8
+	wait          kernel.Wait // the call's charge while its request arrives
 	h1Progress    bool
 	writeDeadline bool
 
@@ -229,8 +230,10 @@ func (s *stream) RecvMsg(m any) error {
 
 // recv reads and decodes the next request message. Its buffer is taken
 // from the process-wide budget (kernel.Budget) for the message's claimed
-// length before the message is read, and given back once it is decoded: a
-// budget exhausted fails the call with RESOURCE_EXHAUSTED.
+// length before the message is read, and given back once it is decoded; a
+// budget spent makes room by failing the calls that have waited longest for
+// their request (kernel.Budget), and fails this call with
+// RESOURCE_EXHAUSTED if that is not enough.
 func (s *stream) recv(m any) error {
 	var hdr [prefixLen]byte
 	s.progress()
@@ -247,6 +250,7 @@ func (s *stream) recv(m any) error {
 	if uint64(n) > uint64(s.h.maxMessage) {
 		return status.Errorf(status.ResourceExhausted, "request message of %d bytes exceeds the limit of %d bytes", n, s.h.maxMessage)
 	}
+	s.h.budget.Leave(&s.wait) // the request is arriving: its message is charged instead
 	if !s.h.budget.Acquire(int64(n)) {
 		return status.Errorf(status.ResourceExhausted, "request message of %d bytes: the server's buffers are full (max_buffered)", n)
 	}
