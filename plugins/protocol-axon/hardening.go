@@ -145,7 +145,7 @@ func (c *serverConn) calm(br *bufio.Reader) {
 	c.mu.Lock()
 	if !c.draining {
 		c.draining = true
-		c.idle, c.drainAck = make(chan struct{}), make(chan struct{})
+		c.idle, c.drainAck = newIdle(c.ended), make(chan struct{})
 	}
 	c.goingAway = true
 	last := c.lastID

@@ -50,6 +50,7 @@ type serverConn struct {
 	streams   map[uint32]*sstream
 	lastID    uint32
 	draining  bool          // goAway began: the first GOAWAY and the drain PING are sent
+	ended     bool          // the reader is done: idle is closed as soon as it exists
 	drainAck  chan struct{} // closed when the peer answers the drain PING
 	goingAway bool          // the final GOAWAY is sent: new calls are refused
 	answering int           // streams forgotten whose last frames are being written
@@ -192,6 +193,7 @@ func (s *server) ServeConn(conn net.Conn) {
 	}
 	err := c.readLoop(br)
 	if errors.Is(err, errCalm) {
+		s.d.Penalize(conn.RemoteAddr())
 		c.calm(br)
 	}
 	if errors.Is(err, errBacklog) {
@@ -199,6 +201,10 @@ func (s *server) ServeConn(conn net.Conn) {
 	}
 	c.w.fail(errConnClosed)
 	c.mu.Lock()
+	// A drain (Shutdown, an idle or old connection sent away) waiting for
+	// this connection stops waiting: it is over.
+	c.ended = true
+	c.signalIdleLocked()
 	for _, st := range c.streams {
 		if st.cancel != nil {
 			st.cancel()
@@ -792,7 +798,7 @@ func (c *serverConn) goAway(twoStep bool, code status.Code, msg string) {
 	}
 	c.draining = true
 	c.awayCode, c.awayMsg = code, msg
-	c.idle = make(chan struct{})
+	c.idle = newIdle(c.ended)
 	c.drainAck = make(chan struct{})
 	ack := c.drainAck
 	c.mu.Unlock()
@@ -857,11 +863,28 @@ func appendGoAway(b []byte, last uint32, code status.Code, msg string) []byte {
 func (c *serverConn) signalIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.signalIdleLocked()
+}
+
+func (c *serverConn) signalIdleLocked() {
+	if c.idle == nil {
+		return
+	}
 	select {
 	case <-c.idle:
 	default:
 		close(c.idle)
 	}
+}
+
+// newIdle returns a connection's idle channel, closed already if its reader
+// is done (ended): nothing will close it later.
+func newIdle(ended bool) chan struct{} {
+	ch := make(chan struct{})
+	if ended {
+		close(ch)
+	}
+	return ch
 }
 
 // Shutdown implements kernel.ServerConn.
