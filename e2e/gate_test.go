@@ -1,11 +1,20 @@
 package e2e_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/axonrpc/axon/kernel/axonwire"
+	"github.com/axonrpc/axon/kernel/transporttest"
 )
 
 // dialFrom opens a raw TCP connection to addr from the loopback address
@@ -66,5 +75,53 @@ func TestConnectionCaps(t *testing.T) {
 	waitFor(t, "the closed connection to leave the count", func() bool { return srv.rt.Snapshot().Connections.Open == 2 })
 	if closedByServer(t, dialFrom(t, "127.0.0.1", addr)) {
 		t.Fatal("a connection was refused after one had closed")
+	}
+}
+
+// TestAbusePenalty: a peer whose connection is closed for flooding frames
+// that do no work (native frames of an unknown type, HTTP/2 SETTINGS)
+// cannot come straight back: connections from its address are refused at
+// accept for a while (counted as "abuse"), while other addresses are
+// served.
+func TestAbusePenalty(t *testing.T) {
+	native := transporttest.AppendFrame([]byte(axonwire.Preface), axonwire.FrameSettings, 0, 0, nil)
+	for range 200 {
+		native = transporttest.AppendFrame(native, 0x7f, 0, 0, nil) // an unknown frame type
+	}
+	var h2 bytes.Buffer
+	h2.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&h2, nil)
+	for range 200 {
+		fr.WriteSettings()
+	}
+	for i, tc := range []struct {
+		name  string
+		flood []byte
+	}{
+		{"native", native},
+		{"HTTP/2 SETTINGS", h2.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := freePort(t)
+			srv := startServer(t, srvConf{Addr: addr, Protocols: "[axon, grpc]", Limits: "{control_frame_rate: 20}"})
+			flooder, other := fmt.Sprintf("127.0.0.%d", 4+2*i), fmt.Sprintf("127.0.0.%d", 5+2*i)
+			c := dialFrom(t, flooder, addr)
+			if _, err := c.Write(tc.flood); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(testTimeout))
+			if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("the flooding connection was not closed: %v", err)
+			}
+			if !closedByServer(t, dialFrom(t, flooder, addr)) {
+				t.Fatal("the flooder's address was admitted again at once")
+			}
+			if closedByServer(t, dialFrom(t, other, addr)) {
+				t.Fatal("another address was refused")
+			}
+			if n := srv.rt.Snapshot().Connections.Rejected["abuse"]; n != 1 {
+				t.Fatalf("rejected for abuse: %d, want 1", n)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/axonrpc/axon/kernel/status"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
+	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
 )
@@ -276,6 +277,7 @@ type srvConf struct {
 	Transport string // default tcp
 	Addr      string // default 127.0.0.1:0
 	Options   string // listen[0].options as a YAML flow mapping
+	Protocols string // listen[0].protocols as a YAML flow list, default the listener's
 	Extra     string // more listeners: YAML list items, indented by 2
 	Codecs    string // server.codecs, default [proto]
 	Limits    string // server.limits as a YAML flow mapping
@@ -298,6 +300,9 @@ func (c srvConf) yaml() string {
 	fmt.Fprintf(&b, "listen:\n  - transport: %s\n    address: %q\n", def(c.Transport, "tcp"), def(c.Addr, "127.0.0.1:0"))
 	if c.Options != "" {
 		fmt.Fprintf(&b, "    options: %s\n", c.Options)
+	}
+	if c.Protocols != "" {
+		fmt.Fprintf(&b, "    protocols: %s\n", c.Protocols)
 	}
 	b.WriteString(c.Extra)
 	fmt.Fprintf(&b, "registry: %s\n", def(c.Registry, "{use: static}"))
@@ -341,7 +346,7 @@ type server struct {
 func newCatalog(t testing.TB, p *probe) *kernel.Catalog {
 	t.Helper()
 	cat, err := kernel.NewCatalog([]kernel.Factory{
-		tcp.Factory, native.Factory, protocodec.Factory, static.Factory, tagFactory, p.factory(),
+		tcp.Factory, native.Factory, grpcproto.Factory, protocodec.Factory, static.Factory, tagFactory, p.factory(),
 	})
 	if err != nil {
 		t.Fatal(err)

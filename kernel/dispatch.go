@@ -108,6 +108,7 @@ type dispatchTable struct {
 	limits   Limits
 	log      *slog.Logger
 	budget   *Budget
+	gate     *connGate // the runtime's, for Penalize; nil outside a Runtime
 
 	calls   atomic.Int64
 	retired atomic.Bool
@@ -233,6 +234,17 @@ func (d *Dispatcher) Limits() Limits { return d.t.Load().limits }
 
 // Budget returns the process-wide budget of buffered bytes (see Budget).
 func (d *Dispatcher) Budget() *Budget { return d.t.Load().budget }
+
+// Penalize tells the runtime that the peer at addr abused a connection
+// (a protocol closed it for flooding frames that do no work): new
+// connections from its IP address are refused at accept for 10 s, and
+// counted as "abuse" in the live view. Peers behind the same address share
+// the penalty. A Dispatcher outside a Runtime ignores it.
+func (d *Dispatcher) Penalize(addr net.Addr) {
+	if g := d.t.Load().gate; g != nil {
+		g.penalize(addr)
+	}
+}
 
 // Logger returns the current generation's logger.
 func (d *Dispatcher) Logger() *slog.Logger { return d.t.Load().log }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // connGate admits the connections the runtime's listeners accept against
@@ -20,7 +21,8 @@ type connGate struct {
 	open     int
 	peak     int // the most open since the last reclaim (see reclaim.go)
 	perIP    map[netip.Addr]int
-	max      int // max_connections, lowered to what the descriptors allow
+	penalty  map[netip.Addr]time.Time // refused for abuse until (Dispatcher.Penalize)
+	max      int                      // max_connections, lowered to what the descriptors allow
 	maxPerIP int
 	fdBound  bool // max was lowered by the descriptors left
 
@@ -32,12 +34,44 @@ const (
 	rejectMaxConnections = iota
 	rejectPerIP
 	rejectDescriptors
+	rejectAbuse
 	numRejectReasons
 )
 
-var rejectNames = [numRejectReasons]string{"max_connections", "max_connections_per_ip", "reserved_fds"}
+var rejectNames = [numRejectReasons]string{"max_connections", "max_connections_per_ip", "reserved_fds", "abuse"}
 
-func newConnGate() *connGate { return &connGate{perIP: map[netip.Addr]int{}} }
+// abusePenalty is how long the connections of an address that abused one
+// (Dispatcher.Penalize) are refused at accept: a peer cut for flooding
+// would otherwise reconnect at once and flood again, every cut costing
+// the server a handshake and a budget's worth of frames.
+const abusePenalty = 10 * time.Second
+
+func newConnGate() *connGate {
+	return &connGate{perIP: map[netip.Addr]int{}, penalty: map[netip.Addr]time.Time{}}
+}
+
+// penalize refuses the connections of addr's IP for abusePenalty.
+func (g *connGate) penalize(addr net.Addr) {
+	ip, ok := ipOf(addr)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	g.penalty[ip] = time.Now().Add(abusePenalty)
+	g.mu.Unlock()
+}
+
+// sweepPenalties forgets the penalties that are over (reclaimLoop calls
+// it), so that the map holds only addresses penalized lately.
+func (g *connGate) sweepPenalties(now time.Time) {
+	g.mu.Lock()
+	for ip, until := range g.penalty {
+		if !now.Before(until) {
+			delete(g.penalty, ip)
+		}
+	}
+	g.mu.Unlock()
+}
 
 // setLimits applies a generation's limits. The descriptors the process may
 // still open (its RLIMIT_NOFILE less those open now that are not server
@@ -71,6 +105,9 @@ func (g *connGate) admit(conn net.Conn) (release func(), ok bool) {
 		return nil, false
 	case hasIP && g.perIP[ip] >= g.maxPerIP:
 		g.rejected[rejectPerIP].Add(1)
+		return nil, false
+	case hasIP && len(g.penalty) > 0 && g.penalized(ip):
+		g.rejected[rejectAbuse].Add(1)
 		return nil, false
 	}
 	g.open++
@@ -119,10 +156,19 @@ type ConnectionsView struct {
 	Rejected map[string]uint64 `json:"rejected,omitempty"`
 }
 
+// penalized reports whether ip is refused for abuse now; called with mu
+// held.
+func (g *connGate) penalized(ip netip.Addr) bool {
+	until, ok := g.penalty[ip]
+	return ok && time.Now().Before(until)
+}
+
 // remoteIP returns the IP address of conn's peer, when it has one (not a
 // Unix socket).
-func remoteIP(conn net.Conn) (netip.Addr, bool) {
-	switch a := conn.RemoteAddr().(type) {
+func remoteIP(conn net.Conn) (netip.Addr, bool) { return ipOf(conn.RemoteAddr()) }
+
+func ipOf(addr net.Addr) (netip.Addr, bool) {
+	switch a := addr.(type) {
 	case *net.TCPAddr:
 		return a.AddrPort().Addr().Unmap(), true
 	case *net.UDPAddr:

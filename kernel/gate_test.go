@@ -3,6 +3,7 @@ package kernel
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // TestGateReservesDescriptors: when the descriptors left after
@@ -91,3 +92,44 @@ func TestShouldReclaim(t *testing.T) {
 		}
 	}
 }
+
+// TestPenalty: an address penalized for abuse is refused until its
+// penalty is over, other addresses are not, and sweeping forgets penalties
+// that are over.
+func TestPenalty(t *testing.T) {
+	g := newConnGate()
+	g.setLimits(Limits{MaxConnections: 100, MaxConnectionsPerIP: 100})
+	bad := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
+	conn := func(ip net.IP) net.Conn { return addrConn{remote: &net.TCPAddr{IP: ip, Port: 2}} }
+	g.penalize(bad)
+	if _, ok := g.admit(conn(bad.IP)); ok {
+		t.Fatal("a penalized address was admitted")
+	}
+	if release, ok := g.admit(conn(net.IPv4(10, 0, 0, 2))); !ok {
+		t.Fatal("another address was refused")
+	} else {
+		release()
+	}
+	if n := g.view().Rejected["abuse"]; n != 1 {
+		t.Fatalf("rejected for abuse %d, want 1", n)
+	}
+	ip, _ := ipOf(bad)
+	g.penalty[ip] = time.Now().Add(-time.Second) // over
+	if release, ok := g.admit(conn(bad.IP)); !ok {
+		t.Fatal("refused after the penalty was over")
+	} else {
+		release()
+	}
+	g.sweepPenalties(time.Now())
+	if len(g.penalty) != 0 {
+		t.Fatalf("%d penalties left after the sweep", len(g.penalty))
+	}
+}
+
+// addrConn is a net.Conn with only a remote address.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }

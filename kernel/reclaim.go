@@ -37,7 +37,8 @@ func (g *connGate) reclaimLoop(stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
+			g.sweepPenalties(now)
 		}
 		switch {
 		case g.shouldReclaim():

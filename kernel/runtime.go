@@ -304,6 +304,7 @@ func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation,
 		ics = append(ics, ic)
 	}
 	g.table = newTable(r.table, ics, codecs, cfg.Server.Limits, log, r.budget)
+	g.table.gate = r.gate
 
 	if g.resolver, err = build[Resolver](r.cat, bc, KindRegistry, cfg.Registry.Use, "registry.use", withPath(cfg.Registry.Options, "registry")); err != nil {
 		return nil, err

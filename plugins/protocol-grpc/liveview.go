@@ -212,6 +212,7 @@ func (s *server) unregister(lc *liveConn) {
 // It also runs the connection's HTTP/2 frame budget (frames.go): a
 // connection over it reads errControlFlood from then on.
 type countingReader struct {
+	d     *kernel.Dispatcher // told of a connection over its frame budget
 	conn  net.Conn
 	lc    *liveConn
 	tc    *trackedConn
@@ -236,6 +237,7 @@ func (r *countingReader) Read(p []byte) (int, error) {
 			if !r.fs.scan(p[:n], now) {
 				r.flood = true
 				r.lc.flooded.Store(true)
+				r.d.Penalize(r.conn.RemoteAddr())
 				return 0, errControlFlood
 			}
 			if r.fs.state == scanFrames && !r.tc.h2.Load() {

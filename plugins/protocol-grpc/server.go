@@ -183,7 +183,7 @@ func (s *server) ServeConn(conn net.Conn) {
 		return
 	}
 	tc := &trackedConn{Conn: conn, lc: lc, closed: make(chan struct{}), writeTimeout: s.writeTimeout}
-	cr := &countingReader{conn: conn, lc: lc, tc: tc}
+	cr := &countingReader{d: s.d, conn: conn, lc: lc, tc: tc}
 	cr.fs.init(s.frameRate, time.Now(), &tc.written)
 	tc.br = bufio.NewReaderSize(cr, readBuffer)
 	if !s.ln.push(tc) {
