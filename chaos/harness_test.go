@@ -310,6 +310,25 @@ func (s *server) stats() procStats {
 	return p
 }
 
+// settledStats samples the server's stats every 100 ms for d and returns
+// the sample with the least RSS. The legitimate load keeps allocating, so
+// the heap swings between collections by up to its live size; the least
+// RSS over a few collections is what the process keeps, measured the same
+// way for the baseline and after the attack.
+func (s *server) settledStats(d time.Duration) procStats {
+	best := s.stats()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		time.Sleep(100 * time.Millisecond)
+		if p := s.stats(); p.rss < best.rss {
+			best = p
+		}
+	}
+	return best
+}
+
+// settleSample is how long settledStats samples.
+const settleSample = 2 * time.Second
+
 // peakSampler samples the server's stats until stopped and keeps the
 // maxima.
 type peakSampler struct {
