@@ -50,9 +50,10 @@ var reqTimers sync.Pool
 // headers up to max_metadata, net/http's state).
 const waitCharge = 16 << 10
 
-// startRequestTimer begins s's request deadline. It reports false, doing
-// nothing, when the call cannot wait for its request: the budget is spent
-// (await).
+// startRequestTimer charges s to the budget as a waiting call and begins
+// its request deadline. It reports false, doing nothing, when the call
+// cannot wait for its request: the budget is spent even with every waiting
+// call evicted (kernel.Budget.Await).
 func (s *stream) startRequestTimer(d time.Duration) bool {
 	if !s.h.budget.Await(&s.wait, waitCharge, s) {
 		return false
@@ -82,7 +83,7 @@ const (
 	reqWaiting = iota // the request is arriving
 	reqDone           // the request arrived, or the call ended
 	reqExpired        // request_timeout passed first
-	reqEvicted        // failed to make room in the budget (await)
+	reqEvicted        // evicted to make room in the budget (Evict)
 )
 
 // Evict fails the call, which waited longest for its request, to make
