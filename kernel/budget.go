@@ -37,7 +37,7 @@ type Wait struct {
 	prev, next *Wait
 	n          int64
 	call       Waiter
-	linked     bool // on the budget's list, under its mu
+	linked     atomic.Bool // on the budget's list; changed under its mu only
 }
 
 // Waiter is a call waiting for its request. Evict, called at most once, on
@@ -118,7 +118,8 @@ func (b *Budget) Await(w *Wait, n int64, call Waiter) bool {
 	b.mu.Lock()
 	evicted, ok := b.acquireLocked(n)
 	if ok {
-		w.n, w.call, w.linked = n, call, true
+		w.n, w.call = n, call
+		w.linked.Store(true)
 		w.prev, w.next = b.tail, nil
 		if b.tail != nil {
 			b.tail.next = w
@@ -133,13 +134,15 @@ func (b *Budget) Await(w *Wait, n int64, call Waiter) bool {
 }
 
 // Leave ends w's wait and gives back its charge, unless it was evicted
-// (or never charged). It is safe to call more than once.
+// (or never charged). It is safe to call more than once; it takes no lock
+// for a wait that is not charged. It must be called by the goroutine that
+// called Await (or after it).
 func (b *Budget) Leave(w *Wait) {
-	if b == nil {
+	if b == nil || !w.linked.Load() {
 		return
 	}
 	b.mu.Lock()
-	if w.linked {
+	if w.linked.Load() {
 		b.unlinkLocked(w)
 	}
 	b.mu.Unlock()
@@ -157,7 +160,8 @@ func (b *Budget) unlinkLocked(w *Wait) {
 	} else {
 		b.tail = w.prev
 	}
-	w.prev, w.next, w.call, w.linked = nil, nil, nil, false
+	w.prev, w.next, w.call = nil, nil, nil
+	w.linked.Store(false)
 	b.used.Add(-w.n)
 }
 
