@@ -21,7 +21,10 @@ import (
 // Hostile raw peers against a server with small limits: every limit of the
 // server's hardening (see the README's Limits) has a test here.
 
-const bigResponse = 256 << 10
+const (
+	bigResponse  = 256 << 10
+	hugeResponse = 2 << 20 // far more than the kernel's buffers hold
+)
 
 // Hold's handlers wait for holdGate; holdRunning counts those that started.
 var (
@@ -39,6 +42,9 @@ func hardenedService() *kernel.ServiceDesc {
 		}),
 		kernel.Unary("Big", func(_ context.Context, m *msg) (*msg, error) {
 			return &msg{S: strings.Repeat("b", bigResponse)}, nil
+		}),
+		kernel.Unary("Huge", func(_ context.Context, m *msg) (*msg, error) {
+			return &msg{S: strings.Repeat("h", hugeResponse)}, nil
 		}),
 		kernel.BidiStreaming("Chat", func(st kernel.BidiStreamingServer[msg, msg]) error {
 			for {
@@ -185,43 +191,45 @@ func TestWriteTimeoutClosesNonReader(t *testing.T) {
 // TestConnBacklogRefusesNewCalls: once a connection's unsent output is over
 // max_conn_buffered, a new call on it is refused (retryable) rather than
 // run, and the server stops reading until the peer reads; when it does,
-// everything arrives.
+// everything arrives, and the connection serves again.
 func TestConnBacklogRefusesNewCalls(t *testing.T) {
 	h := startHardened(t, kernel.Limits{MaxConnBuffered: 64 << 10, WriteTimeout: 10 * time.Second}, 16<<10)
-	p, _ := h.dial(t, 16<<10)
+	p, c := h.dial(t, 16<<10)
 	p.Handshake()
-	var b []byte
-	for id := uint32(1); id <= 7; id += 2 { // 1 MiB of responses
-		b = append(b, unaryCall(id, "/h.S/Big", "x")...)
+	p.Send(unaryCall(1, "/h.S/Huge", "x"))
+	// The response is queued whole, in one write: once its first bytes
+	// arrive, the rest (far more than the kernel's buffers hold) is the
+	// server's backlog.
+	for deadline := time.Now().Add(20 * time.Second); readable(t, c) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) { // a hang guard, not a measure
+			t.Fatal("the big response did not begin")
+		}
 	}
-	p.Send(b)
-	time.Sleep(300 * time.Millisecond) // let the responses back up
-	b = b[:0]
-	for id := uint32(9); id <= 17; id += 2 {
+	var b []byte
+	for id := uint32(3); id <= 11; id += 2 {
 		b = append(b, unaryCall(id, "/h.S/Echo", "late")...)
 	}
 	p.Send(b)
-	res := p.Results(9, nil)
-	for id := uint32(1); id <= 7; id += 2 {
-		if r := res[id]; r.Code != status.OK || len(r.Data) != bigResponse {
-			t.Errorf("stream %d: %v %q with %d bytes, want OK with %d", id, r.Code, r.Msg, len(r.Data), bigResponse)
-		}
+	res := p.Results(6, nil)
+	if r := res[1]; r.Code != status.OK || len(r.Data) != hugeResponse {
+		t.Errorf("stream 1: %v %q with %d bytes, want OK with %d", r.Code, r.Msg, len(r.Data), hugeResponse)
 	}
 	// The first late call found the backlog; the others were read once
 	// the peer read, and found it drained or not.
-	if r := res[9]; !r.Refused || r.Code != status.Unavailable || !strings.Contains(r.Msg, "max_conn_buffered") {
-		t.Errorf("stream 9: %+v, want a refusal naming max_conn_buffered", r)
+	if r := res[3]; !r.Refused || r.Code != status.Unavailable || !strings.Contains(r.Msg, "max_conn_buffered") {
+		t.Errorf("stream 3: %+v, want a refusal naming max_conn_buffered", r)
 	}
-	for id := uint32(11); id <= 17; id += 2 {
+	for id := uint32(5); id <= 11; id += 2 {
 		r := res[id]
 		refused := r.Refused && r.Code == status.Unavailable && strings.Contains(r.Msg, "max_conn_buffered")
 		if !refused && (r.Code != status.OK || string(r.Data) != "late") {
 			t.Errorf("stream %d: %+v, want OK or a refusal naming max_conn_buffered", id, r)
 		}
 	}
-	// The connection still serves.
-	p.Send(unaryCall(19, "/h.S/Echo", "again"))
-	if r := p.Results(1, nil)[19]; r.Code != status.OK || string(r.Data) != "again" {
+	// The connection serves again: everything was read, and nothing is
+	// counted as still owed to it.
+	p.Send(unaryCall(13, "/h.S/Echo", "again"))
+	if r := p.Results(1, nil)[13]; r.Code != status.OK || string(r.Data) != "again" {
 		t.Fatalf("after the backlog: %+v", r)
 	}
 }

@@ -60,7 +60,7 @@ type serverConn struct {
 	opened    uint64 // streams registered so far (for the idle check)
 	// promised is what running unary calls will add to the output: the
 	// request bytes of each call from its DATA until its answer is queued
-	// (its response's bytes once it has one). New calls are refused while
+	// (c.end), when the writer's backlog counts the answer. New calls are refused while
 	// it and the backlog are over max_conn_buffered (onData), so that
 	// what handlers hold on a connection that does not read stays bounded.
 	promised int64
@@ -117,7 +117,6 @@ type sstream struct {
 	running atomic.Bool        // the handler has started (read by the reader for CANCEL)
 	epoch   uint32             // c.tick at HEADERS
 	held    int64              // what the call counts in c.promised; under c.mu
-	out     int                // the response's bytes, once encoded (respond)
 	call    kernel.ServerCall
 	ss      *srvStream // a streaming call's state; nil for unary calls. Set under c.mu
 }
@@ -646,7 +645,6 @@ func (c *serverConn) respond(st *sstream, resp any) {
 		return
 	}
 	*msg = out
-	st.out = len(out)
 	c.end(st, status.OK, func(b []byte) []byte {
 		b = appendHeader(b, len(out), frameData, 0, st.id)
 		b = append(b, out...)
@@ -683,11 +681,13 @@ func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []by
 	}
 	c.answering++
 	cancel := st.cancel
-	if st.out > 0 {
-		// The response, not the request, is what it now holds.
-		c.promised += int64(st.out) - st.held
-		st.held = int64(st.out)
-	}
+	// The answer is about to join the writer's backlog, which counts it
+	// from then on. Taken off the promise before the write, not after: a
+	// peer that reads the answer and calls again at once must not find
+	// it counted still (for a moment it is counted by neither, which lets
+	// at most one more call in).
+	c.promised -= st.held
+	st.held = 0
 	c.mu.Unlock()
 	hmd := st.call.Header
 	ss := st.ss
@@ -705,7 +705,6 @@ func (c *serverConn) end(st *sstream, code status.Code, frames func([]byte) []by
 	})
 	c.mu.Lock()
 	c.answering--
-	c.promised -= st.held
 	idle := c.goingAway && len(c.streams) == 0 && c.answering == 0
 	c.mu.Unlock()
 	if idle {
