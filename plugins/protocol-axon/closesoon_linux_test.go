@@ -1,7 +1,6 @@
 package native_test
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -9,22 +8,6 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 )
-
-// tcpState returns the kernel's TCP state of c (unix.BPF_TCP_*).
-func tcpState(t *testing.T, c *net.TCPConn) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := -1
-	rc.Control(func(fd uintptr) {
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			state = int(info.State)
-		}
-	})
-	return state
-}
 
 // TestServerCloseResetsNonReader: when the server is done with a
 // connection (here: idle_timeout) while output its peer never read is still
