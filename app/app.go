@@ -11,6 +11,8 @@ import (
 	jsoncodec "github.com/axonrpc/axon/plugins/codec-json"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	"github.com/axonrpc/axon/plugins/colour"
+	devcreds "github.com/axonrpc/axon/plugins/credentials-dev"
+	files "github.com/axonrpc/axon/plugins/credentials-files"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	"github.com/axonrpc/axon/plugins/ratelimit"
@@ -43,4 +45,6 @@ var Plugins = fx.Options(
 	retry.Module,
 	ratelimit.Module,
 	colour.Module,
+	files.Module,
+	devcreds.Module,
 )

@@ -32,6 +32,9 @@ const usage = `usage:
   axon load  --config FILE [--target T] [--duration D] [--concurrency N] METHOD JSON
                                            call METHOD in a closed loop and report calls,
                                            failures and latency; exit 1 if any call failed
+  axon dev-cert --config FILE --out DIR [--name NAME]
+                                           write a certificate from the config's dev credentials
+                                           (ca.pem, cert.pem, key.pem) for tools such as grpcurl
 
 Environment variables AXON_<KEY>__<SUBKEY>=value override the config file.
 `
@@ -51,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer, services ...fx.Option) int {
 		return call(args[1:], stdout, stderr, services)
 	case "load":
 		return load(args[1:], stdout, stderr, services)
+	case "dev-cert":
+		return devCert(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -21,6 +21,8 @@ import (
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	devcreds "github.com/axonrpc/axon/plugins/credentials-dev"
+	files "github.com/axonrpc/axon/plugins/credentials-files"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -285,6 +287,7 @@ type srvConf struct {
 	Intercept string // server.interceptors as a YAML flow list (overrides Tag)
 	Drain     string // server.drain_timeout, default 10s
 	Registry  string // registry block as a YAML flow mapping, default {use: static}
+	TLS       string // the tls block as a YAML flow mapping, default {mode: "off"}
 }
 
 func (c srvConf) yaml() string {
@@ -296,7 +299,7 @@ func (c srvConf) yaml() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "service: %s\n", def(c.Service, "test"))
-	fmt.Fprintf(&b, "tls: {mode: \"off\"}\n")
+	fmt.Fprintf(&b, "tls: %s\n", def(c.TLS, `{mode: "off"}`))
 	fmt.Fprintf(&b, "listen:\n  - transport: %s\n    address: %q\n", def(c.Transport, "tcp"), def(c.Addr, "127.0.0.1:0"))
 	if c.Options != "" {
 		fmt.Fprintf(&b, "    options: %s\n", c.Options)
@@ -347,6 +350,7 @@ func newCatalog(t testing.TB, p *probe) *kernel.Catalog {
 	t.Helper()
 	cat, err := kernel.NewCatalog([]kernel.Factory{
 		tcp.Factory, native.Factory, grpcproto.Factory, protocodec.Factory, static.Factory, tagFactory, p.factory(),
+		files.Factory, devcreds.Factory, whoamiFactory,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -300,7 +300,7 @@ func TestApplyRejectsBrokenConfig(t *testing.T) {
 	}
 	// A config the loader rejects never reaches the runtime.
 	for _, text := range []string{
-		"service: x\nlisten: [{address: \"127.0.0.1:0\"}]\n",                                                // TLS defaults to mutual, not available yet
+		"service: x\ntls: {credentials: dev, ca_file: ca.pem}\n",                                            // a file the dev credentials do not read
 		"service: x\ntls: {mode: \"off\"}\nlisten: [{address: \"127.0.0.1:0\", protocols: [axon, axon]}]\n", // listed twice
 		"service: x\ntls: {mode: \"off\"}\nserver: {limits: {max_concurrent_streams: 0.5}}\n",
 	} {

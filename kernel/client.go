@@ -37,6 +37,10 @@ type ClientOptions struct {
 	Limits Limits
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+	// TLS secures every connection the client dials (asking for the
+	// protocol's ALPN IDs), except over a TLSTransport, which was built
+	// with it; nil dials plaintext.
+	TLS *TLS
 
 	// The fields below are the client's policy: Reconfigure changes them
 	// while calls run.
@@ -69,6 +73,7 @@ type Client struct {
 	// protoName names the protocol in the live view, when it has a
 	// Name method.
 	protoName string
+	alpn      []string  // the protocol's ALPN IDs, asked for under TLS
 	pool      sync.Pool // *ClientCall
 	pol       atomic.Pointer[policy]
 
@@ -117,6 +122,7 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if n, ok := o.Protocol.(interface{ Name() string }); ok {
 		c.protoName = n.Name()
 	}
+	c.alpn = alpnOf([]Protocol{o.Protocol})
 	c.pool.New = func() any { return new(ClientCall) }
 	c.pol.Store(c.newPolicy(o))
 	if w, ok := o.Resolver.(Watcher); ok {

@@ -162,7 +162,7 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		b.base.cleanup()
 		return nil, err
 	}
-	bc := BuildContext{Logger: log, Limits: cfg.Client.Limits.WithDefaults()}
+	bc := BuildContext{Logger: log, Limits: cfg.Client.Limits.WithDefaults(), Service: cfg.Service}
 	o := ClientOptions{
 		Target:           target,
 		Transports:       map[string]Transport{},
@@ -173,6 +173,11 @@ func BuildClient(cat *Catalog, cfg *Config, target string, log *slog.Logger) (*B
 		Logger:           log,
 	}
 	var err error
+	tcfg, tpath := cfg.tlsFor(cfg.Client.TLS, "client.tls")
+	if o.TLS, err = buildTLS(cat, bc, tcfg, tpath, false, &b.base); err != nil {
+		return fail(err)
+	}
+	bc.TLS = o.TLS
 	if o.Codec, err = build[Codec](cat, bc, KindCodec, cfg.Codec, "codec", config.Raw{}); err != nil {
 		return fail(err)
 	}

@@ -2,7 +2,13 @@ package kernel
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/axonrpc/axon/kernel/status"
@@ -18,6 +24,7 @@ type sessionBox struct {
 	s     Session
 	stats ConnStats // opened at, finished by code (in flight is the session's)
 	view  ConnView  // the fixed fields
+	tls   atomic.Pointer[TLSInfo]
 }
 
 // errDialBusy says another caller is dialing the slot.
@@ -54,6 +61,9 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	if err != nil {
 		return nil, status.Errorf(status.Unavailable, "dial %s: %w", ep.addr, err)
 	}
+	if conn, err = c.secure(dctx, ep, conn); err != nil {
+		return nil, err
+	}
 	// The handshake knows only its own timeout: close the connection if
 	// the dial's deadline (and so the caller's) passes first.
 	stop := context.AfterFunc(dctx, func() { conn.Close() })
@@ -69,6 +79,9 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	}
 	if err != nil {
 		conn.Close()
+		if c.o.TLS == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return nil, status.Errorf(status.Unavailable, "connect %s: %w (the server closed the connection during the handshake: if it requires TLS, this client's tls.mode must not be off)", ep.addr, err)
+		}
 		return nil, status.Errorf(status.Unavailable, "connect %s: %w", ep.addr, err)
 	}
 	c.mu.Lock()
@@ -81,8 +94,63 @@ func (c *Client) dial(ctx context.Context, ep *Backend, slot *connSlot, wait boo
 	c.o.Logger.Debug("connected", "endpoint", ep.addr)
 	sb := &sessionBox{s: s, view: ConnView{Protocol: c.protoName, Transport: schemeOfAddr(ep.addr), Endpoint: ep.addr, Local: AddrString(conn.LocalAddr()), Remote: AddrString(conn.RemoteAddr())}}
 	sb.stats.Open(time.Now())
+	if c.o.TLS != nil {
+		c.learnTLS(sb, conn)
+	}
 	slot.sess.Store(sb)
 	return sb, nil
+}
+
+// secure runs the TLS handshake of a new connection to ep, unless the
+// client is plaintext or the transport secures its connections itself. On
+// failure it closes conn.
+func (c *Client) secure(ctx context.Context, ep *Backend, conn net.Conn) (net.Conn, error) {
+	if c.o.TLS == nil {
+		return conn, nil
+	}
+	if _, own := ep.transport.(TLSTransport); own {
+		return conn, nil
+	}
+	conf, err := c.o.TLS.ClientConfig(hostOf(ep.address), c.alpn)
+	if err != nil {
+		conn.Close()
+		return nil, status.Errorf(status.Unavailable, "connect %s: %w", ep.addr, err)
+	}
+	tc := tls.Client(conn, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, status.Errorf(status.Unavailable, "connect %s: tls handshake: %w", ep.addr, err)
+	}
+	return tc, nil
+}
+
+// learnTLS records the session's TLS version and the server's identity. The
+// client verified the server's certificate itself (TLS.ClientConfig), so
+// the identity is its leaf's. A transport's connection other than a
+// *tls.Conn (QUIC) may still be in a 0-RTT handshake, during which its
+// state blocks: it is read by a goroutine of its own.
+func (c *Client) learnTLS(sb *sessionBox, conn net.Conn) {
+	src := TLSOf(conn)
+	if src == nil {
+		return
+	}
+	learn := func() {
+		cs := src.ConnectionState()
+		if info := NewTLSInfo(&cs); info != nil {
+			if info.Peer == "" && len(cs.PeerCertificates) > 0 {
+				info.Peer = Identity(cs.PeerCertificates[0])
+			}
+			sb.tls.Store(info)
+		}
+	}
+	if _, ok := src.(*tls.Conn); ok {
+		learn()
+		return
+	}
+	go learn()
 }
 
 // warm connects the first connection slot of e, within the dial timeout,
@@ -125,6 +193,9 @@ func (c *Client) Sessions() []ConnView {
 			}
 			v := sb.stats.View(sb.view)
 			v.InFlight = sb.s.InFlight()
+			if info := sb.tls.Load(); info != nil {
+				v.TLSVersion, v.PeerIdentity = info.Version, info.Peer
+			}
 			out = append(out, v)
 		}
 	}

@@ -27,6 +27,10 @@ type ServerCall struct {
 	Protocol string
 	// Peer is the remote address of the connection.
 	Peer net.Addr
+	// PeerIdentity is the identity of the certificate the peer presented
+	// and the listener verified (mutual TLS): its SPIFFE ID, else its DNS
+	// name; empty without one. Authorization goes by it.
+	PeerIdentity string
 	// Header and Trailer are the response metadata the handler set.
 	Header, Trailer metadata.MD
 }
@@ -47,6 +51,16 @@ func NewCallContext(ctx context.Context, call *ServerCall) context.Context {
 func CallFromContext(ctx context.Context) *ServerCall {
 	c, _ := ctx.Value(callKey{}).(*ServerCall)
 	return c
+}
+
+// PeerIdentity returns the verified identity of the peer of the call in
+// ctx (ServerCall.PeerIdentity), or "" when it presented no certificate
+// or ctx holds no call.
+func PeerIdentity(ctx context.Context) string {
+	if c := CallFromContext(ctx); c != nil {
+		return c.PeerIdentity
+	}
+	return ""
 }
 
 // SetHeader adds md to the response header metadata of the call in ctx.

@@ -305,17 +305,16 @@ func NewTLSInfo(cs *tls.ConnectionState) *TLSInfo {
 	if !cs.HandshakeComplete {
 		return nil
 	}
-	info := &TLSInfo{Version: tls.VersionName(cs.Version)}
+	return &TLSInfo{Version: tls.VersionName(cs.Version), Peer: VerifiedIdentity(cs)}
+}
+
+// VerifiedIdentity returns the identity of the peer certificate cs
+// verified (see Identity), or "" when it verified none.
+func VerifiedIdentity(cs *tls.ConnectionState) string {
 	if len(cs.VerifiedChains) > 0 && len(cs.VerifiedChains[0]) > 0 {
-		leaf := cs.VerifiedChains[0][0]
-		switch {
-		case len(leaf.URIs) > 0:
-			info.Peer = leaf.URIs[0].String()
-		case len(leaf.DNSNames) > 0:
-			info.Peer = leaf.DNSNames[0]
-		}
+		return Identity(cs.VerifiedChains[0][0])
 	}
-	return info
+	return ""
 }
 
 // AddrString returns a.String(), or "" for a nil address.

@@ -34,6 +34,12 @@ type BuildContext struct {
 	Generation uint64
 	// Limits are the resource limits of the side being built.
 	Limits Limits
+	// Service is the configuration's service name (an identity for
+	// credentials that issue their own certificates).
+	Service string
+	// TLS is the TLS of the listener or client a transport is built for;
+	// nil for plaintext. Only a TLSTransport uses it.
+	TLS *TLS
 }
 
 // Factory builds instances of one plugin for one generation. Factories are

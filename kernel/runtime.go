@@ -278,7 +278,7 @@ func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation,
 		}
 	}()
 	log := r.log.With("generation", id)
-	bc := BuildContext{Logger: log, Generation: id, Limits: cfg.Server.Limits.WithDefaults()}
+	bc := BuildContext{Logger: log, Generation: id, Limits: cfg.Server.Limits.WithDefaults(), Service: cfg.Service}
 
 	var codecs []Codec
 	for i, name := range cfg.Server.Codecs {
@@ -329,14 +329,22 @@ func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation,
 		l := &boundListener{key: key, serveKey: serveKey, cfg: lc, disp: new(Dispatcher)}
 		l.disp.t.Store(g.table)
 		g.listeners = append(g.listeners, l) // before building, so that discard cleans up a half-built one
-		tr, err := build[Transport](r.cat, bc, KindTransport, lc.Transport, path+".transport", withPath(lc.Options, path))
+		tcfg, tpath := cfg.tlsFor(lc.TLS, path+".tls")
+		lbc := bc
+		if lbc.TLS, err = buildTLS(r.cat, bc, tcfg, tpath, true, &l.insts); err != nil {
+			return nil, err
+		}
+		tr, err := build[Transport](r.cat, lbc, KindTransport, lc.Transport, path+".transport", withPath(lc.Options, path))
 		if err != nil {
 			return nil, err
 		}
 		l.insts.own(KindTransport, lc.Transport, path, tr)
 		l.transport, l.scheme = tr, schemeOf(lc.Transport, tr)
-		if l.server, err = r.buildServer(l, bc, lc, path, g.cfg.Server.Limits.WithDefaults()); err != nil {
+		if l.server, err = r.buildServer(l, lbc, lc, path, g.cfg.Server.Limits.WithDefaults()); err != nil {
 			return nil, err
+		}
+		if lbc.TLS == nil && !isLocal(lc.Transport, lc.Address) {
+			log.Warn("listener is plaintext (tls.mode off) on a network address: calls and identities on it are not protected", "listener", path, "address", lc.Address)
 		}
 		l.endpoint = Endpoint{Address: l.scheme + "://" + lc.Address, Labels: cfg.Instance.Labels, Weight: cfg.Instance.Weight}
 	}
@@ -367,9 +375,13 @@ func listenerKeys(cfg *Config, lc ListenConfig) (key, serveKey string) {
 }
 
 // buildServer builds the protocols of listener l. Several protocols share
-// the listener through a sniffer, so each must be a Matcher.
+// the listener through a sniffer, so each must be a Matcher. With TLS (and
+// a transport that does not secure itself), connections are handshaken
+// first, offering the protocols' ALPN IDs.
 func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig, path string, lim Limits) (ServerConn, error) {
 	sn := &sniffer{timeout: lim.HandshakeTimeout}
+	var protos []Protocol
+	var srv ServerConn
 	for j, name := range lc.Protocols {
 		key := fmt.Sprintf("%s.protocols[%d]", path, j)
 		proto, err := build[Protocol](r.cat, bc, KindProtocol, name, key, lc.protocolOptions(name, path))
@@ -377,8 +389,10 @@ func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig
 			return nil, err
 		}
 		l.insts.own(KindProtocol, name, key, proto)
+		protos = append(protos, proto)
 		if len(lc.Protocols) == 1 {
-			return proto.NewServer(l.disp), nil
+			srv = proto.NewServer(l.disp)
+			break
 		}
 		m, ok := proto.(Matcher)
 		if !ok {
@@ -392,7 +406,27 @@ func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig
 		sn.alpn = append(sn.alpn, ids)
 		sn.servers = append(sn.servers, proto.NewServer(l.disp))
 	}
-	return sn, nil
+	if srv == nil {
+		srv = sn
+	}
+	if _, own := l.transport.(TLSTransport); bc.TLS != nil && !own {
+		srv = &tlsServer{ServerConn: srv, conf: bc.TLS.ServerConfig(alpnOf(protos)), timeout: lim.HandshakeTimeout, log: bc.Logger}
+	}
+	return srv, nil
+}
+
+// isLocal reports whether a listener on transport at address is reachable
+// from this machine only: a Unix socket, or a loopback address.
+func isLocal(transport, address string) bool {
+	if transport == "uds" {
+		return true
+	}
+	host := hostOf(address)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // withPath gives a plugin's options the key path they were found under, so

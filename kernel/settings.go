@@ -69,14 +69,29 @@ func (l *ListenConfig) protocolOptions(name, path string) config.Raw {
 	return raw
 }
 
-// TLSConfig is a TLS block. Mode "off" is plaintext and must be chosen
-// explicitly; "mutual" (the default) and "dev" arrive with the security work,
-// and until then they are rejected with an error saying so.
+// TLSConfig is a TLS block: the top-level one (listeners' and clients'
+// default), a listener's, or the client's.
 type TLSConfig struct {
-	Mode     string `yaml:"mode" oneof:"off dev mutual"`
+	// Mode is mutual (the default: TLS 1.3, certificates both ways),
+	// server (only the server presents one) or off (plaintext).
+	Mode string `yaml:"mode" oneof:"off server mutual"`
+	// Credentials names the credentials plugin: files (the default, from
+	// ca_file, cert_file and key_file) or dev (a local development CA).
+	Credentials string `yaml:"credentials"`
+	// CAFile, CertFile and KeyFile are the files credentials' PEM files:
+	// the CAs trusted, this side's certificate chain and its key.
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// MinVersion is "1.3" (the default); a server-mode listener may allow
+	// "1.2" (AEAD suites only) for clients that have no TLS 1.3.
+	MinVersion string `yaml:"min_version" oneof:"1.2 1.3"`
+	// ServerIdentity, in a client's block, is the identity (SPIFFE ID or
+	// DNS name) servers must present; empty accepts any server the CAs
+	// vouch for (by SPIFFE ID, or by the host dialed).
+	ServerIdentity string `yaml:"server_identity"`
+	// Options are the credentials plugin's own keys (for files, none).
+	Options config.Raw `yaml:"options"`
 }
 
 // PluginConfig selects a plugin by name and gives it its options.
@@ -122,6 +137,8 @@ type ClientConfig struct {
 	// Outlier configures outlier ejection of failing endpoints (off by
 	// default).
 	Outlier OutlierConfig `yaml:"outlier"`
+	// TLS overrides the top-level TLS block for outgoing calls.
+	TLS *TLSConfig `yaml:"tls"`
 }
 
 // TransportOptions is a transport plugin's options block.
@@ -157,7 +174,7 @@ type LogConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Codec:    "proto",
-		TLS:      TLSConfig{Mode: "mutual"},
+		TLS:      TLSConfig{Mode: TLSMutual, Credentials: "files", MinVersion: "1.3"},
 		Registry: PluginConfig{Use: "local"},
 		Client: ClientConfig{
 			ConnsPerEndpoint: 1,
@@ -180,8 +197,14 @@ func DefaultConfig() Config {
 // Validate checks what field tags cannot: listeners are distinct and name
 // their protocols, and every TLS block asks for something available now.
 func (c *Config) Validate() error {
-	if err := c.TLS.check(); err != nil {
-		return config.FieldError("tls.mode", c.TLS.Mode, err.Error())
+	if err := c.TLS.check("tls"); err != nil {
+		return err
+	}
+	if c.Client.TLS != nil {
+		t, path := c.tlsFor(c.Client.TLS, "client.tls")
+		if err := t.check(path); err != nil {
+			return err
+		}
 	}
 	seen := map[string]int{}
 	for i := range c.Listen {
@@ -204,8 +227,9 @@ func (c *Config) Validate() error {
 			}
 		}
 		if l.TLS != nil {
-			if err := l.TLS.check(); err != nil {
-				return config.FieldError(fmt.Sprintf("listen[%d].tls.mode", i), l.TLS.Mode, err.Error())
+			t, path := c.tlsFor(l.TLS, fmt.Sprintf("listen[%d].tls", i))
+			if err := t.check(path); err != nil {
+				return err
 			}
 		}
 		key := l.Transport + "://" + l.Address
@@ -221,13 +245,53 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (t *TLSConfig) check() error {
-	switch t.Mode {
-	case "off", "":
-		return nil
-	default:
-		return fmt.Errorf("\"off\": TLS mode %q arrives with the security work, and until then plaintext must be chosen explicitly", t.Mode)
+// check checks what the field tags cannot; path is the block's key.
+func (t *TLSConfig) check(path string) error {
+	if t.Mode == "" {
+		t.Mode = TLSMutual
 	}
+	if t.Credentials == "" {
+		t.Credentials = "files"
+	}
+	if t.MinVersion == "" {
+		t.MinVersion = "1.3"
+	}
+	if t.MinVersion != "1.3" && t.Mode != TLSServer {
+		return config.FieldError(path+".min_version", t.MinVersion, "1.3: only a server-mode listener may allow TLS 1.2")
+	}
+	if t.Mode == TLSOff || t.Credentials == "files" {
+		return nil
+	}
+	for key, v := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile} {
+		if v != "" {
+			return config.FieldError(path+"."+key, v, fmt.Sprintf("nothing: it is read by the files credentials, and this block uses %s", t.Credentials))
+		}
+	}
+	return nil
+}
+
+// tlsFor returns the TLS block that applies where the override over is
+// set (a listener's or the client's), and its key: the override's keys
+// over the top-level block's. An override that names no credentials and no
+// files takes the top-level block's.
+func (c *Config) tlsFor(over *TLSConfig, path string) (TLSConfig, string) {
+	if over == nil {
+		return c.TLS, "tls"
+	}
+	m := *over
+	if m.Mode == "" {
+		m.Mode = c.TLS.Mode
+	}
+	if m.Credentials == "" && m.CAFile == "" && m.CertFile == "" && m.KeyFile == "" && m.Options.Tree == nil {
+		m.Credentials, m.CAFile, m.CertFile, m.KeyFile, m.Options = c.TLS.Credentials, c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.Options
+	}
+	if m.MinVersion == "" && m.Mode == c.TLS.Mode {
+		m.MinVersion = c.TLS.MinVersion
+	}
+	if m.ServerIdentity == "" {
+		m.ServerIdentity = c.TLS.ServerIdentity
+	}
+	return m, path
 }
 
 // ParseConfig decodes a configuration tree (see config.Load) strictly over

@@ -67,6 +67,15 @@ func (c *serverConn) learnTLS() {
 	}()
 }
 
+// peerIdentity returns the verified identity of the connection's peer, ""
+// without one (or while a QUIC 0-RTT handshake has not told it yet).
+func (c *serverConn) peerIdentity() string {
+	if t := c.tls.Load(); t != nil {
+		return t.Peer
+	}
+	return ""
+}
+
 // countingReader counts what the connection reads, below the bufio.Reader:
 // once per read system call, not per frame.
 type countingReader struct {

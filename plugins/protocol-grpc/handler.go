@@ -125,6 +125,9 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 			http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.writeTimeout))
 		}
 	}
+	if r.TLS != nil {
+		s.call.PeerIdentity = kernel.VerifiedIdentity(r.TLS)
+	}
 	ctx := r.Context()
 	route, md, timeout, err := h.prepare(r, s)
 	if err != nil {

@@ -5,6 +5,7 @@
 package quic
 
 import (
+	"fmt"
 	"time"
 
 	"go.uber.org/fx"
@@ -66,7 +67,16 @@ var Factory = kernel.NewFactory(kernel.KindTransport, "quic", DefaultConfig,
 		if cfg.HandshakeTimeout == 0 {
 			cfg.HandshakeTimeout = bc.Limits.WithDefaults().HandshakeTimeout
 		}
-		return New(cfg), nil
+		if bc.TLS != nil {
+			for key, v := range map[string]string{"cert_file": cfg.CertFile, "key_file": cfg.KeyFile, "ca_file": cfg.CAFile} {
+				if v != "" {
+					return nil, fmt.Errorf("%s: the tls block (mode %s) secures this transport; its own certificate options are only for tls.mode off", key, bc.TLS.Mode)
+				}
+			}
+		}
+		t := New(cfg)
+		t.tls = bc.TLS
+		return t, nil
 	})
 
 // Module contributes the QUIC transport to an Axon application.

@@ -42,9 +42,16 @@ type Transport struct {
 	cfg      Config
 	sessions tls.ClientSessionCache
 
+	tls *kernel.TLS // the listener's or client's tls block; nil when off
+
 	mu     sync.Mutex
-	client *tls.Config // the dial side's TLS, loaded on first use
+	client *tls.Config // the dial side's TLS without a tls block, loaded on first use
 }
+
+// OwnTLS implements kernel.TLSTransport: QUIC's handshake is TLS, so the
+// kernel hands the tls block to the transport instead of wrapping its
+// connections.
+func (t *Transport) OwnTLS() {}
 
 // New returns a QUIC transport with cfg. Nothing is read or created on disk
 // until the first Listen or Dial.

@@ -1,4 +1,6 @@
-package quic
+// Package devca is the local development CA, shared by the dev credentials
+// and the QUIC transport's own development certificates.
+package devca
 
 import (
 	"crypto"
@@ -14,10 +16,10 @@ import (
 	"io/fs"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
-	"sync"
 	"time"
 )
 
@@ -27,17 +29,15 @@ import (
 // files are written into a temporary directory that is then renamed, so two
 // servers starting at once agree on one CA.
 const (
-	caDir     = "dev-ca"
-	caCert    = "ca.pem"
-	caKey     = "ca-key.pem"
-	caLife    = 10 * 365 * 24 * time.Hour
-	leafLife  = 30 * 24 * time.Hour
-	leafRenew = 24 * time.Hour // a leaf this close to expiring is replaced
+	caDir  = "dev-ca"
+	caCert = "ca.pem"
+	caKey  = "ca-key.pem"
+	caLife = 10 * 365 * 24 * time.Hour
 )
 
-// stateDir returns the configured state directory, or the default:
+// StateDir returns the configured state directory, or the default:
 // $XDG_STATE_HOME/axon, else ~/.local/state/axon.
-func stateDir(configured string) (string, error) {
+func StateDir(configured string) (string, error) {
 	if configured != "" {
 		return configured, nil
 	}
@@ -51,15 +51,15 @@ func stateDir(configured string) (string, error) {
 	return filepath.Join(home, ".local", "state", "axon"), nil
 }
 
-// devCA is the local development CA.
-type devCA struct {
+// CA is the local development CA. Its methods are safe for concurrent use.
+type CA struct {
 	cert *x509.Certificate
 	key  crypto.Signer
 }
 
-// loadOrCreateCA returns the development CA in dir (a state directory),
+// LoadOrCreateCA returns the development CA in dir (a state directory),
 // creating the directory and the CA if there is none.
-func loadOrCreateCA(dir string) (*devCA, error) {
+func LoadOrCreateCA(dir string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("development CA: %w", err)
 	}
@@ -94,7 +94,7 @@ func loadOrCreateCA(dir string) (*devCA, error) {
 }
 
 // loadCA reads the CA in dir. The key must be readable by this user only.
-func loadCA(dir string) (*devCA, error) {
+func loadCA(dir string) (*CA, error) {
 	cert, err := loadCACert(dir)
 	if err != nil {
 		return nil, err
@@ -124,7 +124,14 @@ func loadCA(dir string) (*devCA, error) {
 	if !ok {
 		return nil, fmt.Errorf("development CA: %s: key of type %T cannot sign", keyPath, k)
 	}
-	return &devCA{cert: cert, key: signer}, nil
+	return &CA{cert: cert, key: signer}, nil
+}
+
+// LoadCACert reads the development CA's certificate in the state
+// directory stateDir; an error satisfying errors.Is(err, fs.ErrNotExist)
+// says there is none yet.
+func LoadCACert(stateDir string) (*x509.Certificate, error) {
+	return loadCACert(filepath.Join(stateDir, caDir))
 }
 
 // loadCACert reads the CA certificate in dir, which nobody but its owner
@@ -156,7 +163,7 @@ func loadCACert(dir string) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-func newCA() (*devCA, []byte, []byte, error) {
+func newCA() (*CA, []byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, nil, err
@@ -191,7 +198,7 @@ func newCA() (*devCA, []byte, []byte, error) {
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return &devCA{cert: cert, key: key},
+	return &CA{cert: cert, key: key},
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
@@ -204,24 +211,46 @@ func serial() *big.Int {
 	return n
 }
 
-// leaf issues a server certificate for host, kept in memory only.
-func (ca *devCA) leaf(host string) (*tls.Certificate, error) {
+// Cert returns the CA's certificate, which peers trust.
+func (ca *CA) Cert() *x509.Certificate { return ca.cert }
+
+// Issue issues a certificate for host's names (see names) and the extra
+// names hosts (DNS names or IP addresses), with the URI SAN id (none when
+// nil), valid for life (at most until the CA expires), usable by a server
+// and a client alike. It is kept in memory only.
+func (ca *CA) Issue(host string, id *url.URL, life time.Duration, hosts ...string) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	dns, ips := names(host)
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, h)
+		}
+	}
+	var uris []*url.URL
+	if id != nil {
+		uris = []*url.URL{id}
+	}
 	now := time.Now()
-	notAfter := now.Add(leafLife)
+	notAfter := now.Add(life)
 	if notAfter.After(ca.cert.NotAfter) {
 		notAfter = ca.cert.NotAfter
 	}
+	cn := host
+	if len(uris) > 0 {
+		cn = uris[0].String()
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{Organization: []string{"Axon development"}, CommonName: host},
+		Subject:      pkix.Name{Organization: []string{"Axon development"}, CommonName: cn},
 		DNSNames:     dns,
 		IPAddresses:  ips,
-		NotBefore:    now.Add(-time.Hour),
+		URIs:         uris,
+		NotBefore:    now.Add(-time.Minute),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -268,27 +297,4 @@ func names(host string) (dns []string, ips []net.IP) {
 		dns = []string{host}
 	}
 	return dns, ips
-}
-
-// leafSource serves a development leaf for one host, replacing it before it
-// expires.
-type leafSource struct {
-	ca   *devCA
-	host string
-
-	mu   sync.Mutex
-	cert *tls.Certificate
-}
-
-func (s *leafSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cert == nil || time.Until(s.cert.Leaf.NotAfter) < leafRenew {
-		c, err := s.ca.leaf(s.host)
-		if err != nil {
-			return nil, fmt.Errorf("transport.quic: development certificate for %s: %w", s.host, err)
-		}
-		s.cert = c
-	}
-	return s.cert, nil
 }
