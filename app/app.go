@@ -5,6 +5,7 @@ package app
 import (
 	"go.uber.org/fx"
 
+	"github.com/axonrpc/axon/plugins/authz"
 	"github.com/axonrpc/axon/plugins/balancer"
 	"github.com/axonrpc/axon/plugins/breaker"
 	bincodec "github.com/axonrpc/axon/plugins/codec-binary"
@@ -47,4 +48,5 @@ var Plugins = fx.Options(
 	colour.Module,
 	files.Module,
 	devcreds.Module,
+	authz.Module,
 )

@@ -20,6 +20,7 @@ import (
 	"github.com/axonrpc/axon/kernel/config"
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
+	"github.com/axonrpc/axon/plugins/authz"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	devcreds "github.com/axonrpc/axon/plugins/credentials-dev"
 	files "github.com/axonrpc/axon/plugins/credentials-files"
@@ -350,7 +351,7 @@ func newCatalog(t testing.TB, p *probe) *kernel.Catalog {
 	t.Helper()
 	cat, err := kernel.NewCatalog([]kernel.Factory{
 		tcp.Factory, native.Factory, grpcproto.Factory, protocodec.Factory, static.Factory, tagFactory, p.factory(),
-		files.Factory, devcreds.Factory, whoamiFactory,
+		files.Factory, devcreds.Factory, whoamiFactory, authz.Factory,
 	})
 	if err != nil {
 		t.Fatal(err)

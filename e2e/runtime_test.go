@@ -263,7 +263,7 @@ func TestApplyRejectsBrokenConfig(t *testing.T) {
 	}{
 		{"unknown transport", srvConf{Transport: "carrier-pigeon"}, []string{"listen[0].transport", "carrier-pigeon", "known: probe, tcp"}},
 		{"unknown codec", srvConf{Codecs: "[proto, xml]"}, []string{"server.codecs[1]", "xml", "known: proto"}},
-		{"unknown interceptor", srvConf{Intercept: "[{use: tag}, {use: nope}]"}, []string{"server.interceptors[1].use", "nope", "known: tag"}},
+		{"unknown interceptor", srvConf{Intercept: "[{use: tag}, {use: nope}]"}, []string{"server.interceptors[1].use", "nope", "known: authz, tag, whoami"}},
 		{"unknown registry", srvConf{Registry: "{use: etcd}"}, []string{"registry.use", "etcd", "known: static"}},
 		{"unknown listener option", srvConf{Options: "{no_dealy: true}"}, []string{"listen[0].options.no_dealy", "unknown key", "no_delay"}},
 		{"bad listener option value", srvConf{Options: "{keep_alive: soon}"}, []string{"listen[0].options.keep_alive", `"soon"`, "duration"}},

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/axonrpc/axon/kernel/config"
@@ -60,6 +61,33 @@ type TLS struct {
 	// that chains to the roots and, when it carries no SPIFFE ID, names
 	// the host dialed.
 	ServerIdentity string
+
+	ident atomic.Pointer[identOf] // Identity's cache
+}
+
+// identOf is the identity of one Material.
+type identOf struct {
+	m  *Material
+	id string
+}
+
+// Identity returns the identity of this side's current certificate (its
+// SPIFFE ID, else its DNS name), "" without one. It is cheap: computed
+// once per set of material.
+func (t *TLS) Identity() string {
+	if t == nil || t.Creds == nil {
+		return ""
+	}
+	m := t.Creds.Material()
+	if c := t.ident.Load(); c != nil && c.m == m {
+		return c.id
+	}
+	c := &identOf{m: m}
+	if m != nil && m.Certificate != nil {
+		c.id = Identity(m.Certificate.Leaf)
+	}
+	t.ident.Store(c)
+	return c.id
 }
 
 // errNoMaterial fails a handshake while the credentials have nothing yet.

@@ -31,6 +31,10 @@ type ServerCall struct {
 	// and the listener verified (mutual TLS): its SPIFFE ID, else its DNS
 	// name; empty without one. Authorization goes by it.
 	PeerIdentity string
+	// TLS is the TLS of the listener that took the call (its mode and
+	// credentials: TLS.Identity is this server's identity); nil when the
+	// listener is plaintext.
+	TLS *TLS
 	// Header and Trailer are the response metadata the handler set.
 	Header, Trailer metadata.MD
 }
@@ -108,8 +112,14 @@ type Route struct {
 // calls in flight finish on the ones they started with. It is safe for
 // concurrent use.
 type Dispatcher struct {
-	t atomic.Pointer[dispatchTable]
+	t   atomic.Pointer[dispatchTable]
+	tls *TLS // the listener's; set before it serves
 }
+
+// TLS returns the TLS of the listener the dispatcher serves (nil when it
+// is plaintext, or secured by its transport with mode off). Protocols put
+// it in ServerCall.TLS.
+func (d *Dispatcher) TLS() *TLS { return d.tls }
 
 // dispatchTable is one generation's routes, codecs and limits. It counts
 // the calls that run its chains, so that the generation's plugins are

@@ -334,6 +334,7 @@ func (r *Runtime) build(id uint64, cfg *Config, cur *generation) (_ *generation,
 		if lbc.TLS, err = buildTLS(r.cat, bc, tcfg, tpath, true, &l.insts); err != nil {
 			return nil, err
 		}
+		l.disp.tls = lbc.TLS
 		tr, err := build[Transport](r.cat, lbc, KindTransport, lc.Transport, path+".transport", withPath(lc.Options, path))
 		if err != nil {
 			return nil, err

@@ -599,7 +599,7 @@ func (st *sstream) handle() {
 	}
 	c := st.c
 	ctx := st.ctx
-	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr(), PeerIdentity: c.peerIdentity()}
+	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr(), PeerIdentity: c.peerIdentity(), TLS: c.srv.d.TLS()}
 	ctx = kernel.NewCallContext(ctx, &st.call)
 	if st.md != nil {
 		ctx = metadata.NewIncomingContext(ctx, st.md)

@@ -106,7 +106,7 @@ func (c *serverConn) onStreamData(br *bufio.Reader, h frameHeader, ss *srvStream
 // cancellation, a limit the client broke), which takes precedence.
 func (st *sstream) handleStream() {
 	c, ss := st.c, st.ss
-	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr(), PeerIdentity: c.peerIdentity()}
+	st.call = kernel.ServerCall{Method: st.route.Method, Protocol: "axon", Peer: c.conn.RemoteAddr(), PeerIdentity: c.peerIdentity(), TLS: c.srv.d.TLS()}
 	ctx := kernel.NewCallContext(st.ctx, &st.call)
 	if st.md != nil {
 		ctx = metadata.NewIncomingContext(ctx, st.md)

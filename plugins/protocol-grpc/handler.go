@@ -127,6 +127,7 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 	}
 	if r.TLS != nil {
 		s.call.PeerIdentity = kernel.VerifiedIdentity(r.TLS)
+		s.call.TLS = h.d.TLS()
 	}
 	ctx := r.Context()
 	route, md, timeout, err := h.prepare(r, s)
