@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -330,4 +334,36 @@ func TestAuthz(t *testing.T) {
 	if err := gInvoke(gBatch, mEcho); err != nil {
 		t.Errorf("grpc-go batch after the reload: %v", err)
 	}
+}
+
+// TestPlaintextRefused: plaintext clients of a TLS listener are told, in
+// their own protocol, that it requires TLS: an HTTP/1 request gets 400
+// with a message, an HTTP/2 client GOAWAY INADEQUATE_SECURITY; none hangs.
+func TestPlaintextRefused(t *testing.T) {
+	ca := tlstest.NewCA(t, "test CA")
+	srv := startServer(t, srvConf{Protocols: "[axon, grpc]", TLS: tlsFiles("mutual", tlstest.Write(t, t.TempDir(), ca.PEM, ca.Issue(t, "spiffe://test/server", tlstest.Opts{})))})
+	addr := hostPort(srv.addr())
+
+	resp, err := http.Post("http://"+addr+mEcho, "application/grpc-web+proto", strings.NewReader(""))
+	if err != nil {
+		t.Fatalf("HTTP/1 POST: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "requires TLS") {
+		t.Errorf("HTTP/1 POST: %d %q, want 400 saying TLS is required", resp.StatusCode, body)
+	}
+
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	err = cc.Invoke(ctx, mEcho, &echopb.SayRequest{Text: "hi"}, new(echopb.SayResponse))
+	if s, _ := status.FromError(err); err == nil || s.Code() != codes.Unavailable {
+		t.Errorf("grpc-go over h2c: %v, want UNAVAILABLE", err)
+	}
+	t.Logf("grpc-go over h2c: %v", err)
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -273,12 +275,26 @@ type TLSTransport interface {
 type tlsServer struct {
 	ServerConn
 	conf    *tls.Config
+	mode    string
 	timeout time.Duration
 	log     *slog.Logger
 }
 
 func (s *tlsServer) ServeConn(conn net.Conn) {
-	tc := tls.Server(conn, s.conf)
+	// The first byte tells a TLS client (a handshake record) from a
+	// plaintext one, which gets an answer it can show its user.
+	var first [1]byte
+	conn.SetReadDeadline(time.Now().Add(s.timeout))
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		conn.Close()
+		return
+	}
+	if first[0] != tlsHandshakeRecord {
+		s.refusePlaintext(conn, first[0])
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	tc := tls.Server(&prefixConn{Conn: conn, prefix: first[:]}, s.conf)
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -288,6 +304,53 @@ func (s *tlsServer) ServeConn(conn net.Conn) {
 		return
 	}
 	s.ServerConn.ServeConn(tc)
+}
+
+// tlsHandshakeRecord is the first byte of every TLS client's first record.
+const tlsHandshakeRecord = 0x16
+
+// refusePlaintext answers a client that spoke plaintext to a TLS listener
+// in its own protocol, where the kernel can tell it (an HTTP/2 connection
+// preface gets GOAWAY INADEQUATE_SECURITY, an HTTP/1 request 400), with a
+// message saying TLS is required, and closes the connection. Anything else
+// (the native Axon client explains the closed handshake itself) is closed.
+func (s *tlsServer) refusePlaintext(conn net.Conn, first byte) {
+	defer conn.Close()
+	buf := make([]byte, 1, MaxSniff)
+	buf[0] = first
+	h2, h1 := MatchPrefix(buf, HTTP2Preface), MatchHTTP1(buf)
+	for (h2 == MatchMore || h1 == MatchMore) && len(buf) < MaxSniff {
+		n, err := conn.Read(buf[len(buf):MaxSniff])
+		buf = buf[:len(buf)+n]
+		h2, h1 = MatchPrefix(buf, HTTP2Preface), MatchHTTP1(buf)
+		if err != nil {
+			break
+		}
+	}
+	msg := fmt.Sprintf("this listener requires TLS (tls.mode %s); the client spoke plaintext", s.mode)
+	s.log.Debug("plaintext client refused by a TLS listener", "remote", AddrString(conn.RemoteAddr()))
+	conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	switch {
+	case h2 == MatchYes:
+		// An empty SETTINGS frame, then GOAWAY (last stream 0,
+		// INADEQUATE_SECURITY) whose debug data is msg.
+		out := []byte{0, 0, 0, 0x4, 0, 0, 0, 0, 0}
+		payload := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 0), 0xc)
+		payload = append(payload, msg...)
+		out = append(out, byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload)), 0x7, 0, 0, 0, 0, 0)
+		conn.Write(append(out, payload...))
+	case h1 == MatchYes:
+		fmt.Fprintf(conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(msg)+1, msg+"\n")
+	default:
+		return
+	}
+	// Let the answer reach the peer before the close, which would reset
+	// the connection over the unread rest of its request.
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
+	}
 }
 
 // Conns implements ConnReporter for the protocol server beneath.

@@ -411,7 +411,7 @@ func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig
 		srv = sn
 	}
 	if _, own := l.transport.(TLSTransport); bc.TLS != nil && !own {
-		srv = &tlsServer{ServerConn: srv, conf: bc.TLS.ServerConfig(alpnOf(protos)), timeout: lim.HandshakeTimeout, log: bc.Logger}
+		srv = &tlsServer{ServerConn: srv, conf: bc.TLS.ServerConfig(alpnOf(protos)), mode: bc.TLS.Mode, timeout: lim.HandshakeTimeout, log: bc.Logger}
 	}
 	return srv, nil
 }
