@@ -278,6 +278,7 @@ type tlsServer struct {
 	mode    string
 	timeout time.Duration
 	log     *slog.Logger
+	logs    LogLimiter // failed handshakes are logged at most 10 a second
 }
 
 func (s *tlsServer) ServeConn(conn net.Conn) {
@@ -299,7 +300,9 @@ func (s *tlsServer) ServeConn(conn net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		s.log.Debug("tls handshake failed", "remote", AddrString(conn.RemoteAddr()), "err", err)
+		if ok, suppressed := s.logs.Allow(); ok {
+			s.log.Warn("tls handshake failed", "remote", AddrString(conn.RemoteAddr()), "err", err, "failures_not_logged", suppressed)
+		}
 		conn.Close()
 		return
 	}
@@ -407,6 +410,9 @@ func buildTLS(cat *Catalog, bc BuildContext, t TLSConfig, path string, listener 
 			if v != "" {
 				tree[k] = v
 			}
+		}
+		if t.ExpiryWarning > 0 {
+			tree["expiry_warning"] = t.ExpiryWarning.String()
 		}
 		opts = config.Raw{Path: path, Tree: tree}
 	}

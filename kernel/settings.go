@@ -83,6 +83,9 @@ type TLSConfig struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ExpiryWarning is how close to its end the files credentials'
+	// certificate in use logs a warning; 0 means a third of its life.
+	ExpiryWarning time.Duration `yaml:"expiry_warning" min:"0s" max:"8760h"`
 	// MinVersion is "1.3" (the default); a server-mode listener may allow
 	// "1.2" (AEAD suites only) for clients that have no TLS 1.3.
 	MinVersion string `yaml:"min_version" oneof:"1.2 1.3"`
@@ -284,6 +287,7 @@ func (c *Config) tlsFor(over *TLSConfig, path string) (TLSConfig, string) {
 	}
 	if m.Credentials == "" && m.CAFile == "" && m.CertFile == "" && m.KeyFile == "" && m.Options.Tree == nil {
 		m.Credentials, m.CAFile, m.CertFile, m.KeyFile, m.Options = c.TLS.Credentials, c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.Options
+		m.ExpiryWarning = c.TLS.ExpiryWarning
 	}
 	if m.MinVersion == "" && m.Mode == c.TLS.Mode {
 		m.MinVersion = c.TLS.MinVersion

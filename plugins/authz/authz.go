@@ -4,9 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/status"
@@ -19,10 +17,7 @@ type Authz struct {
 	log   *slog.Logger
 
 	allowed, denied atomic.Uint64
-	logMu           sync.Mutex
-	logWindow       time.Time // start of the current second of denial logs
-	logged          int       // denials logged in it
-	suppressed      uint64    // denials not logged since the last one logged
+	logs            kernel.LogLimiter
 }
 
 type rule struct {
@@ -159,20 +154,10 @@ func (r *rule) matchesCaller(id string, tls *kernel.TLS) bool {
 // method (never metadata or payload), at most 10 a second; the count of
 // those not logged goes with the next one logged.
 func (a *Authz) logDenied(method, id string, call *kernel.ServerCall) {
-	a.logMu.Lock()
-	now := time.Now()
-	if now.Sub(a.logWindow) >= time.Second {
-		a.logWindow, a.logged = now, 0
-	}
-	if a.logged >= 10 {
-		a.suppressed++
-		a.logMu.Unlock()
+	ok, suppressed := a.logs.Allow()
+	if !ok {
 		return
 	}
-	a.logged++
-	suppressed := a.suppressed
-	a.suppressed = 0
-	a.logMu.Unlock()
 	peer := ""
 	if call.Peer != nil {
 		peer = call.Peer.String()

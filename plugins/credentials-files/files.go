@@ -29,6 +29,7 @@ type Creds struct {
 
 	mu      sync.Mutex
 	seen    [3]stamp // of the files as last loaded or refused
+	warned  string   // serial of the certificate whose expiry was warned of
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -100,8 +101,10 @@ func (c *Creds) watch(stop, stopped chan struct{}) {
 	}
 }
 
-// check reloads the set once any of its files changed.
+// check reloads the set once any of its files changed, and warns once of
+// a certificate in use that is within the expiry warning of its end.
 func (c *Creds) check() {
+	c.warnExpiry(time.Now())
 	now := c.stamps()
 	if now == c.seen {
 		return
@@ -121,6 +124,27 @@ func (c *Creds) check() {
 	} else {
 		c.log.Info("credentials rotated: new CA bundle", "ca_file", c.cfg.CAFile)
 	}
+}
+
+// warnExpiry logs a warning, once per certificate, when the one in use is
+// within the expiry warning (default a third of its life) of its end.
+func (c *Creds) warnExpiry(now time.Time) {
+	leaf := leafOf(c.cur.Load())
+	if leaf == nil {
+		return
+	}
+	margin := c.cfg.ExpiryWarning
+	if margin == 0 {
+		margin = leaf.NotAfter.Sub(leaf.NotBefore) / 3
+	}
+	serial := leaf.SerialNumber.String()
+	if leaf.NotAfter.Sub(now) > margin || c.warned == serial {
+		return
+	}
+	c.warned = serial
+	c.log.Warn("certificate in use expires soon and its files were not rotated", "cert_file", c.cfg.CertFile,
+		"identity", kernel.Identity(leaf), "serial", fmt.Sprintf("%x", leaf.SerialNumber),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "expires_in", leaf.NotAfter.Sub(now).Round(time.Second).String())
 }
 
 func (c *Creds) stamps() [3]stamp {

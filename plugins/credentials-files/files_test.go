@@ -1,10 +1,13 @@
 package files_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +117,48 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSerial(third.Cert.SerialNumber.String())
+}
+
+// syncBuffer is a log destination safe for the watch's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestExpiryWarning: a certificate in use within the expiry warning of its
+// end is warned of once, naming the file.
+func TestExpiryWarning(t *testing.T) {
+	old := files.PollInterval
+	files.PollInterval = 10 * time.Millisecond
+	t.Cleanup(func() { files.PollInterval = old })
+	ca := tlstest.NewCA(t, "ca")
+	f := tlstest.Write(t, t.TempDir(), ca.PEM, ca.Issue(t, "spiffe://test/a", tlstest.Opts{Life: time.Minute}))
+	var logs syncBuffer
+	c, err := files.New(files.Config{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key, ExpiryWarning: time.Hour}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start(context.Background())
+	defer c.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "expires soon"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) { // a hang guard
+			t.Fatal("no expiry warning")
+		}
+	}
+	time.Sleep(20 * files.PollInterval)
+	if n := strings.Count(logs.String(), "expires soon"); n != 1 || !strings.Contains(logs.String(), f.Cert) {
+		t.Errorf("%d warnings, want one naming %s:\n%s", n, f.Cert, logs.String())
+	}
 }

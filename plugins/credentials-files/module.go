@@ -6,6 +6,8 @@
 package files
 
 import (
+	"time"
+
 	"go.uber.org/fx"
 
 	"github.com/axonrpc/axon/kernel"
@@ -20,6 +22,10 @@ type Config struct {
 	// first) and its private key. Set both or neither.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ExpiryWarning is how close to its expiry the certificate in use
+	// makes the watch log a warning (once per certificate): the files were
+	// not rotated in time. 0 means a third of the certificate's life.
+	ExpiryWarning time.Duration `yaml:"expiry_warning" min:"0s" max:"8760h"`
 }
 
 // Validate requires cert_file and key_file together, and some file.
