@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -240,11 +239,12 @@ func Identity(cert *x509.Certificate) string {
 // TrustDomain returns the trust domain of a SPIFFE ID ("spiffe://td/path"
 // gives "td"), or "" for anything else.
 func TrustDomain(id string) string {
-	u, err := url.Parse(id)
-	if err != nil || u.Scheme != "spiffe" {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
 		return ""
 	}
-	return u.Host
+	td, _, _ := strings.Cut(rest, "/")
+	return td
 }
 
 // describeCert names a certificate in errors and logs: its identity (or

@@ -142,3 +142,21 @@ func TestStream(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowAllocatesNothing: deciding an allowed call allocates nothing,
+// with the default rule (trust domains compared) and with explicit rules.
+func TestAllowAllocatesNothing(t *testing.T) {
+	prod := serverTLS(t, "spiffe://prod/echo")
+	call := &kernel.ServerCall{Method: &kernel.MethodDesc{FullName: "/axon.example.v1.Echo/Say"}, PeerIdentity: "spiffe://prod/web", TLS: prod}
+	ctx := kernel.NewCallContext(context.Background(), call)
+	next := func(context.Context, any) (any, error) { return nil, nil }
+	for name, opts := range map[string]map[string]any{
+		"default": nil,
+		"rules":   rules(map[string]any{"methods": []any{"/axon.example.v1.Echo/*"}, "trust_domains": []any{"self"}}),
+	} {
+		ic := build(t, opts)
+		if n := testing.AllocsPerRun(100, func() { ic.Server(ctx, nil, next) }); n != 0 {
+			t.Errorf("%s: %v allocations per allowed call", name, n)
+		}
+	}
+}

@@ -126,7 +126,11 @@ func (h *handler) serveCall(w http.ResponseWriter, r *http.Request, ct contentTy
 		}
 	}
 	if r.TLS != nil {
-		s.call.PeerIdentity = kernel.VerifiedIdentity(r.TLS)
+		if s.live != nil {
+			s.call.PeerIdentity = s.live.identity(r.TLS)
+		} else {
+			s.call.PeerIdentity = kernel.VerifiedIdentity(r.TLS)
+		}
 		s.call.TLS = h.d.TLS()
 	}
 	ctx := r.Context()

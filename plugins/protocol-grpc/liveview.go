@@ -58,6 +58,9 @@ type liveConn struct {
 	aged atomic.Bool
 	// flooded is set when the connection went over its frame budget.
 	flooded atomic.Bool
+	// peerID is the verified identity of the peer, once a call over TLS
+	// asked for it (identity).
+	peerID atomic.Pointer[string]
 
 	mu         sync.Mutex
 	proto      string // "grpc" or "grpc-web"; "" until known
@@ -255,3 +258,15 @@ func connOf(r *http.Request) *liveConn {
 }
 
 type connKey struct{}
+
+// identity returns the verified identity of the peer of a TLS connection
+// whose state is cs, computed at its first call only: a call costs no
+// allocation for it.
+func (lc *liveConn) identity(cs *tls.ConnectionState) string {
+	if p := lc.peerID.Load(); p != nil {
+		return *p
+	}
+	id := kernel.VerifiedIdentity(cs)
+	lc.peerID.Store(&id)
+	return id
+}
