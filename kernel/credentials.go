@@ -175,14 +175,14 @@ func (t *TLS) verifyServer(cs tls.ConnectionState, roots *x509.CertPool, host st
 	}
 	leaf := cs.PeerCertificates[0]
 	if leaf.IsCA {
-		return fmt.Errorf("kernel: tls: the server's certificate %s is a CA certificate, which is not accepted as a peer's", describeCert(leaf))
+		return fmt.Errorf("kernel: tls: the server's certificate %s is a CA certificate, which is not accepted as a peer's", DescribeCert(leaf))
 	}
 	inter := x509.NewCertPool()
 	for _, c := range cs.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return fmt.Errorf("kernel: tls: the server's certificate %s is not trusted: %w", describeCert(leaf), err)
+		return fmt.Errorf("kernel: tls: the server's certificate %s is not trusted: %w", DescribeCert(leaf), err)
 	}
 	id := spiffeID(leaf)
 	switch {
@@ -190,7 +190,7 @@ func (t *TLS) verifyServer(cs tls.ConnectionState, roots *x509.CertPool, host st
 		if id == t.ServerIdentity || (id == "" && leaf.VerifyHostname(t.ServerIdentity) == nil) {
 			return nil
 		}
-		return fmt.Errorf("kernel: tls: the server is %s, not %s as client.tls.server_identity requires", describeCert(leaf), t.ServerIdentity)
+		return fmt.Errorf("kernel: tls: the server is %s, not %s as client.tls.server_identity requires", DescribeCert(leaf), t.ServerIdentity)
 	case id != "":
 		return nil // a workload identity, vouched for by the roots
 	default:
@@ -206,7 +206,7 @@ func (t *TLS) verifyServer(cs tls.ConnectionState, roots *x509.CertPool, host st
 func refuseCALeaf(_ [][]byte, chains [][]*x509.Certificate) error {
 	for _, ch := range chains {
 		if len(ch) > 0 && ch[0].IsCA {
-			return fmt.Errorf("kernel: tls: the client's certificate %s is a CA certificate, which is not accepted as a peer's", describeCert(ch[0]))
+			return fmt.Errorf("kernel: tls: the client's certificate %s is a CA certificate, which is not accepted as a peer's", DescribeCert(ch[0]))
 		}
 	}
 	return nil
@@ -247,19 +247,15 @@ func TrustDomain(id string) string {
 	return td
 }
 
-// describeCert names a certificate in errors and logs: its identity (or
-// subject), serial and validity.
-func describeCert(c *x509.Certificate) string {
+// DescribeCert names a certificate in errors and logs: its identity (or
+// subject), serial and validity; never key material.
+func DescribeCert(c *x509.Certificate) string {
 	id := Identity(c)
 	if id == "" {
 		id = c.Subject.String()
 	}
 	return fmt.Sprintf("%q (serial %x, valid %s to %s)", id, c.SerialNumber, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
 }
-
-// DescribeCert is describeCert for plugins: a certificate's identity,
-// serial and validity, for errors and logs. It never includes key material.
-func DescribeCert(c *x509.Certificate) string { return describeCert(c) }
 
 // TLSTransport is implemented by a transport that secures its connections
 // with its own handshake (QUIC): it is built with BuildContext.TLS and the

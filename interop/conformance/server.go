@@ -77,7 +77,8 @@ var Plugins = fx.Options(
 // Config returns the server configuration that answers req: one plaintext
 // TCP listener on 127.0.0.1 with a port the system picks, serving protocols,
 // accepting the proto and JSON codecs, with req's message receive limit. A
-// request for TLS is an error: Axon's TLS arrives with the security work.
+// request for TLS is an error: this runner does not set up certificates for
+// the suite yet (TLS is tested by e2e/tls_test.go and the grpcurl suite).
 func Config(req *v1.ServerCompatRequest, protocols ...string) (*kernel.Config, error) {
 	if req.GetUseTls() {
 		return nil, errors.New("conformance: TLS is not supported yet; configure the suite with supports_tls: false")
