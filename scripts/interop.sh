@@ -6,8 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 suites=(
-  "grpc-go interop client:interop/grpc-interop.sh"
+  "grpc-go interop cases (plaintext, TLS, mutual TLS):interop/grpc-interop.sh"
   "grpcurl via reflection:interop/grpcurl.sh"
+  "Python grpcio (C-core) over mutual TLS:interop/python/run.sh"
   "h2spec vs grpc-go:interop/h2spec.sh"
   "Node grpc-js and Chromium gRPC-Web:interop/web/run.sh"
   "ConnectRPC conformance (gRPC, gRPC-Web):interop/conformance/run.sh"
