@@ -40,6 +40,11 @@ type BuildContext struct {
 	// TLS is the TLS of the listener or client a transport is built for;
 	// nil for plaintext. Only a TLSTransport uses it.
 	TLS *TLS
+	// Protocols names, for a protocol built for a listener, every protocol
+	// of that listener in config order (itself included), so that
+	// protocols that could serve the same connections can agree which
+	// does; nil when building a client.
+	Protocols []string
 }
 
 // Factory builds instances of one plugin for one generation. Factories are

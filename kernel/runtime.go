@@ -381,6 +381,7 @@ func listenerKeys(cfg *Config, lc ListenConfig) (key, serveKey string) {
 // first, offering the protocols' ALPN IDs.
 func (r *Runtime) buildServer(l *boundListener, bc BuildContext, lc ListenConfig, path string, lim Limits) (ServerConn, error) {
 	sn := &sniffer{timeout: lim.HandshakeTimeout}
+	bc.Protocols = lc.Protocols
 	var protos []Protocol
 	var srv ServerConn
 	for j, name := range lc.Protocols {

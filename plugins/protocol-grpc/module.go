@@ -16,12 +16,14 @@ import (
 	"fmt"
 	"net"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/fx"
 
 	"github.com/axonrpc/axon/kernel"
+	"github.com/axonrpc/axon/kernel/config"
 )
 
 // Config is the options block of the "grpc" and "grpc-web" protocols
@@ -94,6 +96,10 @@ var ErrClientSide = errors.New("protocol.grpc: client side not supported; use a 
 type Protocol struct {
 	name string // "grpc" or "grpc-web"
 	cfg  Config
+	// yield is set on "grpc" built for a listener that also serves
+	// "grpc-web": it claims no connection, so that grpc-web serves them all
+	// with its options (its CORS applies to browsers over HTTP/2 too).
+	yield bool
 }
 
 // New returns the protocol named name ("grpc" or "grpc-web") with cfg.
@@ -128,9 +134,14 @@ func (p *Protocol) NewSession(conn net.Conn, _ kernel.SessionOptions) (kernel.Se
 // Match implements kernel.Matcher, for listeners shared with other
 // protocols: "grpc" claims connections that open with the HTTP/2 preface;
 // "grpc-web" claims those and HTTP/1.x requests of any standard method (the
-// ones gRPC-Web does not use are answered 405). Listed together, the first
-// in the listener's protocols gets HTTP/2; either serves both kinds.
+// ones gRPC-Web does not use are answered 405). Listed together, grpc-web
+// claims everything and grpc nothing: both serve both kinds of call, and
+// grpc-web's options (its CORS) must hold for every browser, which reaches
+// a TLS listener over HTTP/2.
 func (p *Protocol) Match(prefix []byte) kernel.Match {
+	if p.yield {
+		return kernel.MatchNo
+	}
 	m := kernel.MatchPrefix(prefix, kernel.HTTP2Preface)
 	if p.name == "grpc" || m == kernel.MatchYes {
 		return m
@@ -140,9 +151,12 @@ func (p *Protocol) Match(prefix []byte) kernel.Match {
 
 // ALPN implements kernel.ALPNer, for TLS listeners shared with other
 // protocols: "grpc" answers to "h2" (gRPC runs over HTTP/2 only);
-// "grpc-web" to "h2" and "http/1.1". As with Match, the first of the two in
-// the listener's protocols gets "h2"; either serves both kinds of call.
+// "grpc-web" to "h2" and "http/1.1". As with Match, when both are listed
+// grpc-web answers to both and grpc to none.
 func (p *Protocol) ALPN() []string {
+	if p.yield {
+		return nil
+	}
 	if p.name == "grpc" {
 		return []string{"h2"}
 	}
@@ -154,9 +168,30 @@ var (
 	_ kernel.ALPNer  = (*Protocol)(nil)
 )
 
-// Factory builds the protocol named "grpc".
-var Factory = kernel.NewFactory(kernel.KindProtocol, "grpc", DefaultConfig,
+// Factory builds the protocol named "grpc". On a listener that also serves
+// "grpc-web", grpc-web serves every connection with its own options, so
+// options given to grpc there are refused rather than silently unused.
+var Factory kernel.Factory = grpcFactory{}
+
+type grpcFactory struct{}
+
+var plainFactory = kernel.NewFactory(kernel.KindProtocol, "grpc", DefaultConfig,
 	func(_ kernel.BuildContext, cfg Config) (kernel.Protocol, error) { return New("grpc", cfg), nil })
+
+func (grpcFactory) Kind() kernel.Kind { return kernel.KindProtocol }
+func (grpcFactory) Name() string      { return "grpc" }
+
+func (grpcFactory) Build(bc kernel.BuildContext, opts config.Raw) (any, error) {
+	if !slices.Contains(bc.Protocols, "grpc-web") {
+		return plainFactory.Build(bc, opts)
+	}
+	if !opts.IsZero() {
+		return nil, fmt.Errorf("config: %s: unused: on a listener that also serves grpc-web, grpc-web serves every gRPC and gRPC-Web connection with its own options; move them under protocol_options.grpc-web", opts.Path)
+	}
+	p := New("grpc", DefaultConfig())
+	p.yield = true
+	return kernel.Protocol(p), nil
+}
 
 // WebFactory builds the protocol named "grpc-web".
 var WebFactory = kernel.NewFactory(kernel.KindProtocol, "grpc-web", DefaultConfig,

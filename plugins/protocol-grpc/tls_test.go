@@ -208,6 +208,8 @@ listen:
   - transport: tls
     address: "127.0.0.1:0"
     protocols: [axon, grpc, grpc-web]
+    protocol_options:
+      grpc-web: {cors: {allowed_origins: ["https://page.example"]}}
 `), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -307,8 +309,10 @@ listen:
 			}
 			// Served on net/http's TLS path, the request knows it came over
 			// TLS: a page of https://addr is same-origin, one of
-			// http://addr is cross-origin (and no origin is allowed).
-			for origin, ok := range map[string]bool{"https://" + addr: true, "http://" + addr: false} {
+			// http://addr is cross-origin (and not allowed). grpc-web's
+			// CORS holds over HTTP/2 too, although grpc comes first in the
+			// listener's protocols.
+			for origin, ok := range map[string]bool{"https://" + addr: true, "http://" + addr: false, "https://page.example": true} {
 				req := connect.NewRequest(wrapperspb.String("o"))
 				req.Header().Set("Origin", origin)
 				_, err := echo.CallUnary(ctxT(t), req)
@@ -362,6 +366,53 @@ listen:
 		}
 		chatRoundTrips(t, s.SendMsg, s.RecvMsg, s.CloseSend, 3)
 	})
+}
+
+// TestGRPCOptionsBesideGRPCWeb: on a listener that lists grpc and grpc-web,
+// grpc-web serves every connection, so options under grpc are refused with
+// an error that names them and says where they belong.
+func TestGRPCOptionsBesideGRPCWeb(t *testing.T) {
+	cat, err := kernel.NewCatalog([]kernel.Factory{tcp.Factory, native.Factory, grpcproto.Factory, grpcproto.WebFactory, protocodec.Factory, static.Factory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := kernel.NewServiceTable([]*kernel.ServiceDesc{tlsService()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, protocols, options, wantErr string
+	}{
+		{"grpc alone", "[grpc]", "{grpc: {cors: {allowed_origins: [\"*\"]}}}", ""},
+		{"beside grpc-web", "[axon, grpc, grpc-web]", "{grpc: {idle_timeout: 1m}}", "listen[0].protocol_options.grpc: unused: on a listener that also serves grpc-web"},
+		{"grpc-web first", "[grpc-web, grpc]", "{grpc: {idle_timeout: 1m}}", "move them under protocol_options.grpc-web"},
+		{"options under grpc-web", "[grpc, grpc-web]", "{grpc-web: {idle_timeout: 1m}}", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree, err := config.LoadBytes("test", []byte(fmt.Sprintf(`
+service: test
+tls: {mode: "off"}
+registry: {use: static}
+listen: [{transport: tcp, address: "127.0.0.1:0", protocols: %s, protocol_options: %s}]
+`, tc.protocols, tc.options)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := kernel.ParseConfig(tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rt := kernel.NewRuntime(cat, table, slog.New(slog.DiscardHandler))
+			err = rt.Apply(ctxT(t), cfg)
+			defer rt.Shutdown(context.Background())
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("apply: %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
 }
 
 // TestTLSOwnListener: the protocol alone on a TLS listener is given
