@@ -41,7 +41,9 @@ async function calls(useBinaryFormat) {
 async function run() {
   if (!baseUrl) throw new Error('the page needs ?axon=URL');
   if (params.get('mode') === 'denied') {
-    // Served from an origin the server does not allow: the call must fail.
+    // One call that must fail: the page is served from an origin the
+    // server does not allow, or the browser does not trust the server's
+    // certificate.
     const echo = createClient(Echo, createGrpcWebTransport({ baseUrl }));
     return { denied: await outcome(async () => (await echo.say({ text: 'should not arrive' }, { timeoutMs: 5000 })).text) };
   }
