@@ -13,6 +13,13 @@ import (
 // allocations of both sides counted together.
 func BenchmarkUnaryEcho(b *testing.B) {
 	srv := startServer(b, srvConf{})
+	benchUnaryEcho(b, func(b *testing.B, conns int) invoker { return newClient(b, srv.addr(), conns) })
+}
+
+// benchUnaryEcho runs the serial (one connection) and parallel (two
+// connections, 8 goroutines per CPU) 1 KiB echo benchmarks with clients
+// from dial, whose connections are opened before the timing.
+func benchUnaryEcho(b *testing.B, dial func(b *testing.B, conns int) invoker) {
 	req := &echopb.SayRequest{Text: strings.Repeat("a", 1024)}
 	// call reports a failure with Error, not Fatal: it also runs on
 	// RunParallel's goroutines.
@@ -29,7 +36,7 @@ func BenchmarkUnaryEcho(b *testing.B) {
 		return true
 	}
 	b.Run("serial", func(b *testing.B) {
-		c := newClient(b, srv.addr(), 1)
+		c := dial(b, 1)
 		mustSay(b, c, mEcho, "dial outside the timing")
 		b.ReportAllocs()
 		b.SetBytes(2 * 1024)
@@ -41,7 +48,7 @@ func BenchmarkUnaryEcho(b *testing.B) {
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
-		c := newClient(b, srv.addr(), 2)
+		c := dial(b, 2)
 		for range 4 {
 			mustSay(b, c, mEcho, "dial outside the timing")
 		}

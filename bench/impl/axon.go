@@ -2,6 +2,7 @@ package impl
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/config"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	files "github.com/axonrpc/axon/plugins/credentials-files"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -37,20 +39,38 @@ import (
 //     named by AXON_BENCH_STATE_DIR (see Setup), where the client looks for it
 //     too.
 //
+// With TLS set (impl "axon-tls", over "tcp" only), the server's config has
+// a mutual TLS 1.3 tls block of files credentials (the CA and the server's
+// certificate) instead of `tls: off`, and the client's
+// kernel.ClientOptions.TLS is mutual TLS 1.3 with files credentials (the CA
+// and the client's certificate) that requires the server's identity. The
+// files are the ones grpc-tls uses too, in the state directory (see
+// benchTLSFiles).
+//
 // The client uses the config's default connections per endpoint unless
 // AXON_BENCH_CONNS sets another number.
 type Axon struct {
 	// Transport is the transport plugin: "tcp", "uds" or "quic".
 	Transport string
+	// TLS turns on mutual TLS; only the "tcp" transport takes it.
+	TLS bool
 }
 
-// Name is "axon" over TCP and "axon-<transport>" otherwise.
+// Name is "axon" over TCP and "axon-<transport>" otherwise, followed by
+// "-tls" with TLS.
 func (a Axon) Name() string {
-	if a.Transport == "tcp" {
-		return "axon"
+	name := "axon"
+	if a.Transport != "tcp" {
+		name += "-" + a.Transport
 	}
-	return "axon-" + a.Transport
+	if a.TLS {
+		name += "-tls"
+	}
+	return name
 }
+
+// errTLSTransport refuses TLS over a transport other than TCP.
+var errTLSTransport = errors.New("axon: the TLS impls run over the tcp transport only")
 
 const axonEchoMethod = "/bench.Echo/Call"
 
@@ -153,7 +173,48 @@ func (a Axon) clientTransport() (string, kernel.Transport, error) {
 func axonCatalog() (*kernel.Catalog, error) {
 	return kernel.NewCatalog([]kernel.Factory{
 		tcp.Factory, uds.Factory, quic.Factory, native.Factory, grpcproto.Factory, protocodec.Factory, static.Factory,
+		files.Factory,
 	})
+}
+
+// tlsOff is the tls block of a plaintext server.
+const tlsOff = `{mode: "off"}`
+
+// tlsBlock returns the tls block of the server's config.
+func (a Axon) tlsBlock() (string, error) {
+	if !a.TLS {
+		return tlsOff, nil
+	}
+	if a.Transport != "tcp" {
+		return "", errTLSTransport
+	}
+	f, err := benchTLSFiles()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("{mode: mutual, credentials: files, min_version: \"1.3\", ca_file: %q, cert_file: %q, key_file: %q}",
+		f.CA, f.ServerCert, f.ServerKey), nil
+}
+
+// clientTLS returns the client's TLS: nil without TLS, else mutual TLS 1.3
+// with files credentials (loaded once; nothing watches them) that requires
+// the server to be tlsServerID.
+func (a Axon) clientTLS() (*kernel.TLS, error) {
+	if !a.TLS {
+		return nil, nil
+	}
+	if a.Transport != "tcp" {
+		return nil, errTLSTransport
+	}
+	f, err := benchTLSFiles()
+	if err != nil {
+		return nil, err
+	}
+	creds, err := files.New(files.Config{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("axon: client tls: %w", err)
+	}
+	return &kernel.TLS{Mode: kernel.TLSMutual, Creds: creds, MinVersion: tls.VersionTLS13, ServerIdentity: tlsServerID}, nil
 }
 
 type axonServer struct {
@@ -162,11 +223,15 @@ type axonServer struct {
 }
 
 func (a Axon) Serve(addr string) (Server, error) {
+	tlsBlock, err := a.tlsBlock()
+	if err != nil {
+		return nil, err
+	}
 	block, tmpDir, err := a.listener(addr)
 	if err != nil {
 		return nil, err
 	}
-	s, err := serveAxon(block)
+	s, err := serveAxon(block, tlsBlock)
 	if err != nil {
 		if tmpDir != "" {
 			os.RemoveAll(tmpDir)
@@ -177,11 +242,12 @@ func (a Axon) Serve(addr string) (Server, error) {
 	return s, nil
 }
 
-// serveAxon runs a generation with the echo service and one listener. The
+// serveAxon runs a generation with the echo service, one listener and the
+// top-level tls block tlsBlock (a YAML flow mapping). The
 // registry is named explicitly: the static one publishes nowhere and keeps
 // no state, so nothing but the echo path costs the server anything (the
 // kernel's default, the local registry, would write a registry file).
-func serveAxon(listenBlock string) (*axonServer, error) {
+func serveAxon(listenBlock, tlsBlock string) (*axonServer, error) {
 	cat, err := axonCatalog()
 	if err != nil {
 		return nil, err
@@ -201,10 +267,10 @@ func serveAxon(listenBlock string) (*axonServer, error) {
 	}
 	tree, err := config.LoadBytes("bench", []byte(fmt.Sprintf(`
 service: bench
-tls: {mode: "off"}
+tls: %s
 registry: {use: static}
 listen: [%s]
-`, listenBlock)), nil)
+`, tlsBlock, listenBlock)), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -251,12 +317,17 @@ func (a Axon) newClient(addr string) (*kernel.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	t, err := a.clientTLS()
+	if err != nil {
+		return nil, err
+	}
 	return kernel.NewClient(kernel.ClientOptions{
 		Target:           scheme + "://" + addr,
 		Transports:       map[string]kernel.Transport{scheme: tr},
 		Protocol:         native.New(native.DefaultConfig()),
 		Codec:            protocodec.Codec{},
 		ConnsPerEndpoint: conns,
+		TLS:              t,
 	})
 }
 

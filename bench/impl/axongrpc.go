@@ -13,7 +13,7 @@ type AxonGRPC struct{}
 func (AxonGRPC) Name() string { return "axon-grpc" }
 
 func (AxonGRPC) Serve(addr string) (Server, error) {
-	return serveAxon(fmt.Sprintf("{transport: tcp, address: %q, protocols: [grpc]}", addr))
+	return serveAxon(fmt.Sprintf("{transport: tcp, address: %q, protocols: [grpc]}", addr), tlsOff)
 }
 
 func (AxonGRPC) Dial(addr string, callers int) (Client, error) { return GRPC{}.Dial(addr, callers) }

@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -13,9 +14,24 @@ import (
 // credentials: ONE ClientConn shared by all callers, the proto codec, and
 // wrapperspb.BytesValue as request and response. The service is described by
 // hand (no protoc): service bench.Echo, unary method Call.
-type GRPC struct{}
+//
+// With TLS set (impl "grpc-tls"), both sides use credentials.NewTLS instead
+// of insecure credentials: the server requires and verifies a client
+// certificate, both sides require TLS 1.3, and the client presents its
+// certificate and verifies the server's against the CA; the files are
+// axon-tls's (see benchTLSFiles).
+type GRPC struct {
+	// TLS turns on mutual TLS.
+	TLS bool
+}
 
-func (GRPC) Name() string { return "grpc" }
+// Name is "grpc", or "grpc-tls" with TLS.
+func (g GRPC) Name() string {
+	if g.TLS {
+		return "grpc-tls"
+	}
+	return "grpc"
+}
 
 const grpcEchoMethod = "/bench.Echo/Call"
 
@@ -82,12 +98,24 @@ type grpcServer struct {
 	ln net.Listener
 }
 
-func (GRPC) Serve(addr string) (Server, error) {
+func (g GRPC) Serve(addr string) (Server, error) {
+	var opts []grpc.ServerOption
+	if g.TLS {
+		f, err := benchTLSFiles()
+		if err != nil {
+			return nil, err
+		}
+		conf, err := f.grpcServerTLS()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(conf)))
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	s.RegisterService(&grpcEchoDesc, grpcEcho{})
 	go s.Serve(ln) //nolint:errcheck // returns when stopped
 	return &grpcServer{s: s, ln: ln}, nil
@@ -104,17 +132,29 @@ type grpcClient struct {
 	cc *grpc.ClientConn
 }
 
-func (GRPC) Dial(addr string, _ int) (Client, error) {
-	cc, err := grpcDial(addr)
+func (g GRPC) Dial(addr string, _ int) (Client, error) {
+	cc, err := g.dial(addr)
 	if err != nil {
 		return nil, err
 	}
 	return grpcClient{cc: cc}, nil
 }
 
-func grpcDial(addr string) (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial makes the one ClientConn of a client and starts connecting.
+func (g GRPC) dial(addr string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if g.TLS {
+		f, err := benchTLSFiles()
+		if err != nil {
+			return nil, err
+		}
+		conf, err := f.grpcClientTLS()
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(conf)
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +176,8 @@ func (gc grpcClient) Close() error { return gc.cc.Close() }
 type grpcStreamClient struct{ cc *grpc.ClientConn }
 
 // DialStream makes the same ClientConn as Dial.
-func (GRPC) DialStream(addr string) (StreamClient, error) {
-	cc, err := grpcDial(addr)
+func (g GRPC) DialStream(addr string) (StreamClient, error) {
+	cc, err := g.dial(addr)
 	if err != nil {
 		return nil, err
 	}

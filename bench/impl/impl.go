@@ -49,8 +49,9 @@ type Client interface {
 // registry lists every implementation, in report order.
 //
 // Axon echoes wrapperspb.BytesValue through the proto codec, like the grpc
-// impl, so that the comparison with grpc is like-for-like; its three entries
-// differ only in the transport.
+// impl, so that the comparison with grpc is like-for-like; its first three
+// entries differ only in the transport. axon-tls and grpc-tls are axon and
+// grpc with mutual TLS over the same certificates.
 var registry = []Impl{
 	Axon{Transport: "tcp"},
 	Axon{Transport: "uds"},
@@ -60,6 +61,8 @@ var registry = []Impl{
 	NetRPC{},
 	AxonGRPC{},
 	GRPC{},
+	Axon{Transport: "tcp", TLS: true},
+	GRPC{TLS: true},
 }
 
 // All returns every registered implementation in report order.
