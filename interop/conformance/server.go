@@ -2,21 +2,28 @@ package conformance
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"time"
 
 	"go.uber.org/fx"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/axonrpc/axon/internal/devca"
 	v1 "github.com/axonrpc/axon/interop/conformance/internal/gen/conformancev1"
 	"github.com/axonrpc/axon/kernel"
 	jsoncodec "github.com/axonrpc/axon/plugins/codec-json"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	files "github.com/axonrpc/axon/plugins/credentials-files"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpc "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -63,10 +70,12 @@ func WriteResponse(w io.Writer, resp *v1.ServerCompatResponse) error {
 }
 
 // Plugins is the plugin set of the conformance server: TCP, the gRPC,
-// gRPC-Web and native protocols, the proto and JSON codecs, and the static
-// registry (which registers nothing outside the process).
+// gRPC-Web and native protocols, the proto and JSON codecs, the static
+// registry (which registers nothing outside the process) and the files
+// credentials.
 var Plugins = fx.Options(
 	tcp.Module,
+	files.Module,
 	native.Module,
 	grpc.Module,
 	protocodec.Module,
@@ -74,15 +83,13 @@ var Plugins = fx.Options(
 	static.Module,
 )
 
-// Config returns the server configuration that answers req: one plaintext
-// TCP listener on 127.0.0.1 with a port the system picks, serving protocols,
-// accepting the proto and JSON codecs, with req's message receive limit. A
-// request for TLS is an error: this runner does not set up certificates for
-// the suite yet (TLS is tested by e2e/tls_test.go and the grpcurl suite).
-func Config(req *v1.ServerCompatRequest, protocols ...string) (*kernel.Config, error) {
-	if req.GetUseTls() {
-		return nil, errors.New("conformance: TLS is not supported yet; configure the suite with supports_tls: false")
-	}
+// Config returns the server configuration that answers req: one TCP
+// listener on 127.0.0.1 with a port the system picks, serving protocols,
+// accepting the proto and JSON codecs, with req's message receive limit.
+// When req asks for TLS, Config writes certificates into dir (which the
+// caller creates and removes) and returns the PEM of the CA that the
+// runner's clients must trust (ServerCompatResponse.pem_cert); see tlsBlock.
+func Config(req *v1.ServerCompatRequest, dir string, protocols ...string) (*kernel.Config, []byte, error) {
 	protos := make([]any, len(protocols))
 	for i, p := range protocols {
 		protos[i] = p
@@ -91,20 +98,74 @@ func Config(req *v1.ServerCompatRequest, protocols ...string) (*kernel.Config, e
 	if n := req.GetMessageReceiveLimit(); n > 0 {
 		limits["max_message"] = strconv.FormatUint(uint64(n), 10) + "B"
 	}
-	return kernel.ParseConfig(map[string]any{
+	tlsConf, caPEM := map[string]any{"mode": "off"}, []byte(nil)
+	if req.GetUseTls() {
+		var err error
+		if tlsConf, caPEM, err = tlsBlock(dir, req.GetClientTlsCert()); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg, err := kernel.ParseConfig(map[string]any{
 		"service": "conformance",
 		"listen": []any{map[string]any{
 			"transport": "tcp",
 			"address":   "127.0.0.1:0",
 			"protocols": protos,
 		}},
-		"tls":      map[string]any{"mode": "off"},
+		"tls":      tlsConf,
 		"registry": map[string]any{"use": "static"},
 		"server": map[string]any{
 			"codecs": []any{"proto", "json"},
 			"limits": limits,
 		},
 	})
+	return cfg, caPEM, err
+}
+
+// tlsBlock writes a TLS setup for one test case into dir, the way an Axon
+// user brings their own CA (credentials: files): a new CA (the development
+// CA's code), a server certificate from it for 127.0.0.1 and localhost, and
+// the CA bundle that client certificates are checked against. Without
+// clientCert (PEM) the listener is in server mode; with it, mutual mode, and
+// the bundle holds the runner's self-signed client certificate beside the
+// CA. It returns the config's tls block and the CA's PEM.
+func tlsBlock(dir string, clientCert []byte) (map[string]any, []byte, error) {
+	ca, err := devca.LoadOrCreateCA(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("conformance: tls: %w", err)
+	}
+	leaf, err := ca.Issue("127.0.0.1", nil, 24*time.Hour)
+	if err != nil {
+		return nil, nil, fmt.Errorf("conformance: tls: issue the server certificate: %w", err)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("conformance: tls: %w", err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert().Raw})
+	mode := "server"
+	bundle := caPEM
+	if len(clientCert) > 0 {
+		mode = "mutual"
+		bundle = append(append([]byte{}, caPEM...), clientCert...)
+	}
+	files := map[string][]byte{
+		"ca.pem":   bundle,
+		"cert.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]}),
+		"key.pem":  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("conformance: tls: %w", err)
+		}
+	}
+	return map[string]any{
+		"mode":        mode,
+		"credentials": "files",
+		"ca_file":     filepath.Join(dir, "ca.pem"),
+		"cert_file":   filepath.Join(dir, "cert.pem"),
+		"key_file":    filepath.Join(dir, "key.pem"),
+	}, caPEM, nil
 }
 
 // Server is a running conformance server.

@@ -47,7 +47,7 @@ func startNative(t *testing.T) *kernel.BuiltClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	cfg, err := conformance.Config(&v1.ServerCompatRequest{MessageReceiveLimit: 1 << 20}, "axon")
+	cfg, _, err := conformance.Config(&v1.ServerCompatRequest{MessageReceiveLimit: 1 << 20}, t.TempDir(), "axon")
 	if err != nil {
 		t.Fatal(err)
 	}

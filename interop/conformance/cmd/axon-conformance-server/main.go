@@ -4,7 +4,10 @@
 // ConformanceService on 127.0.0.1 with a port the system picks, serving the
 // gRPC and gRPC-Web protocols on one listener, writes the
 // ServerCompatResponse to stdout, and serves until SIGTERM or SIGINT. A
-// request for TLS fails (exit status 1): configure the suite without TLS.
+// request for TLS gets a listener in TLS server mode (mutual mode when the
+// request carries a client certificate) with certificates from a CA made for
+// this run, in a temporary directory removed at exit; the response carries
+// that CA for the runner's clients to trust.
 //
 // Usage: axon-conformance-server [--log-level debug|info|warn|error]
 package main
@@ -49,7 +52,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, stop <-chan o
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := conformance.Config(req, "grpc", "grpc-web")
+	dir, err := os.MkdirTemp("", "axon-conformance-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	cfg, caPEM, err := conformance.Config(req, dir, "grpc", "grpc-web")
 	if err != nil {
 		return fail(err)
 	}
@@ -60,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, stop <-chan o
 	if err != nil {
 		return fail(err)
 	}
-	if err := conformance.WriteResponse(stdout, &v1.ServerCompatResponse{Host: srv.Host, Port: srv.Port}); err != nil {
+	if err := conformance.WriteResponse(stdout, &v1.ServerCompatResponse{Host: srv.Host, Port: srv.Port, PemCert: caPEM}); err != nil {
 		srv.Shutdown(context.Background())
 		return fail(err)
 	}

@@ -4,8 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -31,20 +39,32 @@ func request(t *testing.T, req *v1.ServerCompatRequest) io.Reader {
 	return bytes.NewReader(append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)) // size, then message
 }
 
-// startRun runs the command as the conformance runner does and returns the
-// address it reports; the server stops at the end of the test.
+// startRun runs the command as the conformance runner does with a plaintext
+// HTTP/2 gRPC request and returns the address it reports; the server stops
+// at the end of the test.
 func startRun(t *testing.T) string {
+	t.Helper()
+	addr, resp := startRunWith(t, &v1.ServerCompatRequest{
+		Protocol:            v1.Protocol_PROTOCOL_GRPC,
+		HttpVersion:         v1.HTTPVersion_HTTP_VERSION_2,
+		MessageReceiveLimit: 200 << 10,
+	})
+	if len(resp.GetPemCert()) != 0 {
+		t.Fatalf("response %v has a certificate; want none without TLS", resp)
+	}
+	return addr
+}
+
+// startRunWith runs the command with req and returns the address and the
+// response it reports; the server stops at the end of the test.
+func startRunWith(t *testing.T, req *v1.ServerCompatRequest) (string, *v1.ServerCompatResponse) {
 	t.Helper()
 	outR, outW := io.Pipe()
 	stop := make(chan os.Signal, 1)
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
 	go func() {
-		done <- run(nil, request(t, &v1.ServerCompatRequest{
-			Protocol:            v1.Protocol_PROTOCOL_GRPC,
-			HttpVersion:         v1.HTTPVersion_HTTP_VERSION_2,
-			MessageReceiveLimit: 200 << 10,
-		}), outW, &stderr, stop)
+		done <- run(nil, request(t, req), outW, &stderr, stop)
 		outW.Close()
 	}()
 	var n [4]byte
@@ -60,8 +80,8 @@ func startRun(t *testing.T) string {
 	if err := proto.Unmarshal(b, resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetHost() != "127.0.0.1" || resp.GetPort() == 0 || len(resp.GetPemCert()) != 0 {
-		t.Fatalf("response %v, want host 127.0.0.1, a port, no certificate", resp)
+	if resp.GetHost() != "127.0.0.1" || resp.GetPort() == 0 {
+		t.Fatalf("response %v, want host 127.0.0.1 and a port", resp)
 	}
 	t.Cleanup(func() {
 		stop <- os.Interrupt
@@ -74,7 +94,7 @@ func startRun(t *testing.T) string {
 			t.Error("the server did not stop")
 		}
 	})
-	return net.JoinHostPort(resp.GetHost(), strconv.Itoa(int(resp.GetPort())))
+	return net.JoinHostPort(resp.GetHost(), strconv.Itoa(int(resp.GetPort()))), resp
 }
 
 // frame is a gRPC length-prefixed message.
@@ -165,12 +185,84 @@ func TestServesGRPCAndGRPCWeb(t *testing.T) {
 	}
 }
 
-func TestRefusesTLS(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	code := run(nil, request(t, &v1.ServerCompatRequest{UseTls: true}), &stdout, &stderr, make(chan os.Signal))
-	if code != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "TLS is not supported") {
-		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, nothing, a TLS error", code, stdout.String(), stderr.String())
+// TestServesTLS asks for TLS as the runner does, with and without a client
+// certificate: the response carries the CA to trust, a gRPC-Web call over
+// HTTPS succeeds, and with a client certificate requested a client without
+// one is refused in the handshake.
+func TestServesTLS(t *testing.T) {
+	client, clientPEM := selfSigned(t)
+	for _, mutual := range []bool{false, true} {
+		t.Run(map[bool]string{false: "server", true: "mutual"}[mutual], func(t *testing.T) {
+			req := &v1.ServerCompatRequest{UseTls: true, HttpVersion: v1.HTTPVersion_HTTP_VERSION_1}
+			if mutual {
+				req.ClientTlsCert = clientPEM
+			}
+			addr, resp := startRunWith(t, req)
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(resp.GetPemCert()) {
+				t.Fatalf("pem_cert %q holds no certificate", resp.GetPemCert())
+			}
+			call := func(certs []tls.Certificate) error {
+				var h1 http.Protocols
+				h1.SetHTTP1(true)
+				c := &http.Client{Timeout: testWait, Transport: &http.Transport{
+					Protocols:       &h1,
+					TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs},
+				}}
+				defer c.CloseIdleConnections()
+				body := frame(t, &v1.UnaryRequest{ResponseDefinition: &v1.UnaryResponseDefinition{
+					Response: &v1.UnaryResponseDefinition_ResponseData{ResponseData: []byte("hi")},
+				}})
+				res, err := c.Post("https://"+addr+"/"+conformance.ServiceName+"/Unary", "application/grpc-web+proto", bytes.NewReader(body))
+				if err != nil {
+					return err
+				}
+				defer res.Body.Close()
+				b, err := io.ReadAll(res.Body)
+				if err != nil {
+					return err
+				}
+				if res.StatusCode != http.StatusOK || res.TLS == nil || !bytes.Contains(b, []byte("hi")) {
+					t.Fatalf("status %d, TLS %v, body %q; want 200 over TLS with the payload", res.StatusCode, res.TLS != nil, b)
+				}
+				return nil
+			}
+			if err := call([]tls.Certificate{client}); err != nil {
+				t.Fatalf("call over TLS: %v", err)
+			}
+			err := call(nil)
+			if mutual && err == nil {
+				t.Fatal("a client without a certificate was served by a mutual-TLS server")
+			}
+			if !mutual && err != nil {
+				t.Fatalf("call without a client certificate in server mode: %v", err)
+			}
+		})
 	}
+}
+
+// selfSigned makes a client certificate as the conformance runner does: a
+// self-signed leaf for client authentication, with no SAN.
+func selfSigned(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "Conformance Client"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 func TestRefusesTruncatedRequest(t *testing.T) {
