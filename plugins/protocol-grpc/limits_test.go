@@ -192,14 +192,30 @@ func TestShutdown(t *testing.T) {
 		f.waitStarted(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // no time to drain
-		if err := f.srv.Shutdown(ctx); !errors.Is(err, context.Canceled) {
-			t.Errorf("shutdown: %v", err)
+		if err := f.srv.Shutdown(ctx); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "calls still running (1 on 1 connections)") {
+			t.Errorf("shutdown: %v, want context.Canceled and the call counted", err)
 		}
 		if err := f.waitEnded(t); err == nil {
 			t.Error("handler context not done")
 		}
 		if err := <-errc; grpcstatus.Code(err) != codes.Unavailable && grpcstatus.Code(err) != codes.Canceled {
 			t.Errorf("call: %v", err)
+		}
+	})
+	t.Run("says when no call was running", func(t *testing.T) {
+		f := newFixture(t, fixtureOpts{})
+		// A client that opens a connection and sends nothing: net/http
+		// gives it a few seconds to send its first request.
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waitConns(t, f.srv.(kernel.ConnReporter), 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if err := f.srv.Shutdown(ctx); err == nil || !strings.Contains(err.Error(), "1 connections still open with no call in flight") {
+			t.Errorf("shutdown: %v, want the open connection named", err)
 		}
 	})
 }

@@ -220,8 +220,19 @@ func (s *server) Shutdown(ctx context.Context) error {
 	err := s.hs.Shutdown(ctx)
 	s.ln.Close()
 	if err != nil {
+		calls, conns := 0, 0
+		for _, v := range s.Conns() {
+			calls += v.InFlight
+			conns++
+		}
 		s.hs.Close()
-		err = fmt.Errorf("protocol.grpc: drain: calls still running: %w", err)
+		if calls > 0 {
+			err = fmt.Errorf("protocol.grpc: drain: calls still running (%d on %d connections): %w", calls, conns, err)
+		} else {
+			// net/http waits up to 5 s for the first request of a
+			// connection that has sent none.
+			err = fmt.Errorf("protocol.grpc: drain: %d connections still open with no call in flight: %w", conns, err)
+		}
 	}
 	s.once.Do(func() { close(s.done) }) // never served: nothing to wait for
 	<-s.done
