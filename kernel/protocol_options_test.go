@@ -99,3 +99,33 @@ func TestListenProtocolOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestListenAddresses: two listeners may not share an address, except port
+// 0, which gives each its own port.
+func TestListenAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name, listen, err string
+	}{
+		{"distinct", `{address: "127.0.0.1:7001"}, {address: "127.0.0.1:7002"}`, ""},
+		{"same", `{address: "127.0.0.1:7001"}, {address: "127.0.0.1:7001"}`, "listen[1].address"},
+		{"same on two transports", `{address: "127.0.0.1:7001"}, {transport: quic, address: "127.0.0.1:7001"}`, ""},
+		{"port 0 twice", `{address: "127.0.0.1:0"}, {address: "127.0.0.1:0"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree, err := config.LoadBytes("test", []byte("service: s\ntls: {mode: \"off\"}\nlisten: ["+tc.listen+"]\n"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := ParseConfig(tree)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if tc.err == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("got %v, want an error at %s", err, tc.err)
+			}
+		})
+	}
+}

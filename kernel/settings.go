@@ -235,8 +235,10 @@ func (c *Config) Validate() error {
 				return err
 			}
 		}
+		// Port 0 asks for a port of the system's choosing, a new one for
+		// each listener.
 		key := l.Transport + "://" + l.Address
-		if j, dup := seen[key]; dup {
+		if j, dup := seen[key]; dup && !strings.HasSuffix(l.Address, ":0") {
 			return config.FieldError(fmt.Sprintf("listen[%d].address", i), l.Address,
 				fmt.Sprintf("an address not already used by listen[%d]", j))
 		}

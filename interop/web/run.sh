@@ -72,8 +72,8 @@ page_port=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.
 
 # write_config FILE TLS writes the Echo server's config: one TCP listener
 # on a port the kernel picks, serving the three protocols, with the tls
-# block TLS. Each TLS mode gets its own server, because one config can't
-# hold two listeners on 127.0.0.1:0 (they count as the same address).
+# block TLS. Each TLS mode gets its own server and log, as a deployment
+# with one mode would have.
 # The CORS block is grpc-web's; with grpc and grpc-web on one listener,
 # grpc-web serves every connection, so it holds over HTTPS, where Chromium
 # negotiates h2, as well as over HTTP/1.1.
