@@ -50,14 +50,16 @@ type Client interface {
 //
 // Axon echoes wrapperspb.BytesValue through the proto codec, like the grpc
 // impl, so that the comparison with grpc is like-for-like; its first three
-// entries differ only in the transport. axon-tls and grpc-tls are axon and
-// grpc with mutual TLS over the same certificates.
+// entries differ only in the transport. axon-tls, grpc-tls and
+// raw-pingpong-tls are axon, grpc and raw-pingpong with mutual TLS over the
+// same certificates.
 var registry = []Impl{
 	Axon{Transport: "tcp"},
 	Axon{Transport: "uds"},
 	Axon{Transport: "quic"},
 	RawMux{},
 	RawPingPong{},
+	RawPingPong{TLS: true},
 	NetRPC{},
 	AxonGRPC{},
 	GRPC{},

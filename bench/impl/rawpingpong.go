@@ -3,6 +3,7 @@ package impl
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -13,12 +14,38 @@ import (
 // flight per connection: write a frame, read a frame. The server runs one
 // goroutine per connection doing the same. The client keeps its connections
 // in a pool of exactly callers entries, so a caller never waits for one.
-type RawPingPong struct{}
+//
+// With TLS set (impl "raw-pingpong-tls"), each connection is crypto/tls
+// with grpc-tls's configurations (mutual TLS 1.3, the bench TLS files): the
+// floor of what TLS costs a round trip, with no framework around it.
+type RawPingPong struct {
+	TLS bool
+}
 
-func (RawPingPong) Name() string { return "raw-pingpong" }
+func (p RawPingPong) Name() string {
+	if p.TLS {
+		return "raw-pingpong-tls"
+	}
+	return "raw-pingpong"
+}
 
-func (RawPingPong) Serve(addr string) (Server, error) {
-	return listenTCP(addr, servePingPongConn)
+func (p RawPingPong) Serve(addr string) (Server, error) {
+	if !p.TLS {
+		return listenTCP(addr, servePingPongConn)
+	}
+	f, err := benchTLSFiles()
+	if err != nil {
+		return nil, err
+	}
+	conf, err := f.grpcServerTLS()
+	if err != nil {
+		return nil, err
+	}
+	return listenTCP(addr, func(c net.Conn) {
+		tc := tls.Server(c, conf)
+		servePingPongConn(tc)
+		tc.Close()
+	})
 }
 
 func servePingPongConn(c net.Conn) {
@@ -59,9 +86,20 @@ type ppClient struct {
 	closed chan struct{}
 }
 
-func (RawPingPong) Dial(addr string, callers int) (Client, error) {
+func (p RawPingPong) Dial(addr string, callers int) (Client, error) {
 	if callers < 1 {
 		callers = 1
+	}
+	var conf *tls.Config
+	if p.TLS {
+		f, err := benchTLSFiles()
+		if err != nil {
+			return nil, err
+		}
+		if conf, err = f.grpcClientTLS(); err != nil {
+			return nil, err
+		}
+		conf.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	cl := &ppClient{pool: make(chan *ppConn, callers), closed: make(chan struct{})}
 	for range callers {
@@ -69,6 +107,9 @@ func (RawPingPong) Dial(addr string, callers int) (Client, error) {
 		if err != nil {
 			cl.Close()
 			return nil, err
+		}
+		if conf != nil {
+			c = tls.Client(c, conf)
 		}
 		pc := &ppConn{c: c, r: bufio.NewReaderSize(c, 64<<10)}
 		cl.conns = append(cl.conns, pc)
