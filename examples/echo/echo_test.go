@@ -21,7 +21,7 @@ import (
 	"github.com/axonrpc/axon/examples/echo"
 	"github.com/axonrpc/axon/examples/echo/echopb"
 	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/kerneltest"
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
 )
@@ -40,15 +40,7 @@ server: {codecs: %s}
 
 func parse(t *testing.T, text string) *kernel.Config {
 	t.Helper()
-	tree, err := config.LoadBytes("test.yaml", []byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kernel.ParseConfig(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return kerneltest.Config(t, text)
 }
 
 // serve runs the example service with the standard plugin set, as

@@ -9,6 +9,7 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/kerneltest"
 )
 
 // ServeConfig applies yaml, a whole Axon config, to a new kernel.Runtime
@@ -18,14 +19,7 @@ import (
 // README shows works in a runtime; call the runtime's endpoint with Echo.
 func ServeConfig(t testing.TB, yaml string, factories ...kernel.Factory) *kernel.Runtime {
 	t.Helper()
-	tree, err := config.LoadBytes("test.yaml", []byte(yaml), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kernel.ParseConfig(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := kerneltest.Config(t, yaml)
 	cat, err := kernel.NewCatalog(factories)
 	if err != nil {
 		t.Fatal(err)

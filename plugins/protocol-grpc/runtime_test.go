@@ -2,14 +2,13 @@ package grpc_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/axonrpc/axon/kernel"
-	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/kerneltest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
@@ -32,7 +31,7 @@ func TestRuntimeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree, err := config.LoadBytes("test", []byte(`
+	rt := kerneltest.Run(t, cat, table, `
 service: test
 tls: {mode: "off"}
 registry: {use: static}
@@ -41,19 +40,7 @@ listen:
     protocols: [axon, grpc, grpc-web]
     protocol_options:
       grpc-web: {cors: {allowed_origins: ["https://app.example.com"]}}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := kernel.ParseConfig(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt := kernel.NewRuntime(cat, table, slog.New(slog.DiscardHandler))
-	if err := rt.Apply(ctxT(t), cfg); err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Shutdown(context.Background())
+`)
 	_, addr := kernel.SplitAddress(rt.Endpoints()[0].Address)
 
 	var out wrapperspb.StringValue

@@ -24,6 +24,7 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/config"
+	"github.com/axonrpc/axon/kernel/kerneltest"
 	"github.com/axonrpc/axon/kernel/transporttest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
@@ -389,21 +390,14 @@ func TestGRPCOptionsBesideGRPCWeb(t *testing.T) {
 		{"options under grpc-web", "[grpc, grpc-web]", "{grpc-web: {idle_timeout: 1m}}", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tree, err := config.LoadBytes("test", []byte(fmt.Sprintf(`
+			cfg := kerneltest.Config(t, fmt.Sprintf(`
 service: test
 tls: {mode: "off"}
 registry: {use: static}
 listen: [{transport: tcp, address: "127.0.0.1:0", protocols: %s, protocol_options: %s}]
-`, tc.protocols, tc.options)), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := kernel.ParseConfig(tree)
-			if err != nil {
-				t.Fatal(err)
-			}
+`, tc.protocols, tc.options))
 			rt := kernel.NewRuntime(cat, table, slog.New(slog.DiscardHandler))
-			err = rt.Apply(ctxT(t), cfg)
+			err := rt.Apply(ctxT(t), cfg)
 			defer rt.Shutdown(context.Background())
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("apply: %v", err)
