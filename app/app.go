@@ -22,6 +22,7 @@ import (
 	"github.com/axonrpc/axon/plugins/retry"
 	health "github.com/axonrpc/axon/plugins/service-health"
 	reflection "github.com/axonrpc/axon/plugins/service-reflection"
+	"github.com/axonrpc/axon/plugins/tracing"
 	quic "github.com/axonrpc/axon/plugins/transport-quic"
 	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
 	uds "github.com/axonrpc/axon/plugins/transport-uds"
@@ -49,4 +50,5 @@ var Plugins = fx.Options(
 	files.Module,
 	devcreds.Module,
 	authz.Module,
+	tracing.Module,
 )
