@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -83,36 +84,46 @@ func (t *Tracer) StreamClient(ctx context.Context, spec *kernel.Spec, next kerne
 	return &clientStream{ClientStream: cs, events: events{span: span}}, nil
 }
 
-// startServer starts the server span of the call in ctx.
+// startServer starts the server span of the call in ctx. Attributes are
+// computed only for a span that records.
 func (t *Tracer) startServer(ctx context.Context) (context.Context, trace.Span) {
-	ctx = Propagator.Extract(ctx, carrier(metadata.FromIncomingContext(ctx)))
-	name, system := "unknown", "axon"
-	var attrs []attribute.KeyValue
-	if call := kernel.CallFromContext(ctx); call != nil {
-		spec := call.Spec()
-		name = spanName(spec)
-		if call.Protocol == "grpc" || call.Protocol == "grpc-web" {
-			system = "grpc"
-		}
-		attrs = append(attrs, attribute.String("rpc.service", spec.Service), attribute.String("rpc.method", spec.Method))
-		if call.Peer != nil {
-			attrs = append(attrs, attribute.String("network.peer.address", call.Peer.String()))
-		}
-		if call.Protocol != "" {
-			attrs = append(attrs, attribute.String("axon.protocol", call.Protocol))
-		}
+	if md := metadata.FromIncomingContext(ctx); md.Get("traceparent") != "" || md.Get("baggage") != "" {
+		ctx = Propagator.Extract(ctx, carrier(md))
 	}
-	attrs = append(attrs, attribute.String("rpc.system", system))
-	return t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	call := kernel.CallFromContext(ctx)
+	name := "unknown"
+	if call != nil {
+		name = spanName(call.Spec())
+	}
+	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	system := "axon"
+	if call == nil {
+		span.SetAttributes(attribute.String("rpc.system", system))
+		return ctx, span
+	}
+	if call.Protocol == "grpc" || call.Protocol == "grpc-web" {
+		system = "grpc"
+	}
+	spec := call.Spec()
+	span.SetAttributes(attribute.String("rpc.system", system), attribute.String("rpc.service", spec.Service),
+		attribute.String("rpc.method", spec.Method), attribute.String("axon.protocol", call.Protocol))
+	if call.Peer != nil {
+		span.SetAttributes(attribute.String("network.peer.address", call.Peer.String()))
+	}
+	return ctx, span
 }
 
 // startClient starts the client span of a call described by spec.
 func (t *Tracer) startClient(ctx context.Context, spec *kernel.Spec) (context.Context, trace.Span) {
-	return t.tracer.Start(ctx, spanName(spec), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		attribute.String("rpc.system", "axon"),
-		attribute.String("rpc.service", spec.Service),
-		attribute.String("rpc.method", spec.Method),
-	))
+	ctx, span := t.tracer.Start(ctx, spanName(spec), trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("rpc.system", "axon"), attribute.String("rpc.service", spec.Service),
+			attribute.String("rpc.method", spec.Method))
+	}
+	return ctx, span
 }
 
 // spanName is "pkg.Service/Method", as the RPC semantic conventions name
@@ -125,8 +136,12 @@ func spanName(spec *kernel.Spec) string {
 }
 
 // inject returns ctx whose outgoing metadata also carries the trace context
-// (and baggage) of ctx. The metadata in ctx is copied, not changed.
+// (and baggage) of ctx; ctx itself when it has neither. The metadata in ctx
+// is copied, not changed.
 func inject(ctx context.Context) context.Context {
+	if !trace.SpanContextFromContext(ctx).IsValid() && baggage.FromContext(ctx).Len() == 0 {
+		return ctx
+	}
 	md := metadata.FromOutgoingContext(ctx).Copy()
 	if md == nil {
 		md = metadata.MD{}
@@ -143,6 +158,10 @@ var serverErrors = map[status.Code]bool{
 }
 
 func endServer(span trace.Span, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	code := status.CodeOf(err)
 	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(code)))
 	if serverErrors[code] {
@@ -152,6 +171,10 @@ func endServer(span trace.Span, err error) {
 }
 
 func endClient(span trace.Span, err error) {
+	if !span.IsRecording() {
+		span.End()
+		return
+	}
 	code := status.CodeOf(err)
 	span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(code)))
 	if code != status.OK {
@@ -185,7 +208,7 @@ type events struct {
 // record adds the event of a message sent (or received) if err is nil,
 // and returns err.
 func (e *events) record(sent bool, err error) error {
-	if err != nil {
+	if err != nil || !e.span.IsRecording() {
 		return err
 	}
 	typ, id := "RECEIVED", &e.received
