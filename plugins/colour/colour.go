@@ -5,28 +5,68 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/baggage"
+
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/metadata"
 	"github.com/axonrpc/axon/kernel/status"
 )
 
-// With returns ctx whose outgoing calls carry colour c.
+// BaggageKey is the W3C baggage member that also carries a call's colour,
+// so that OpenTelemetry clients in other languages can set and read it;
+// the tracing interceptor sends a context's baggage on.
+const BaggageKey = Key
+
+// With returns ctx whose outgoing calls carry colour c: in their metadata
+// (axon-colour) and as a member of the context's W3C baggage.
 func With(ctx context.Context, c string) context.Context {
 	md := metadata.FromOutgoingContext(ctx).Copy()
 	if md == nil {
 		md = metadata.MD{}
 	}
 	md.Set(Key, c)
-	return metadata.NewOutgoingContext(ctx, md)
+	return withBaggage(metadata.NewOutgoingContext(ctx, md), c)
+}
+
+// withBaggage returns ctx whose OpenTelemetry baggage has member
+// BaggageKey=c; ctx unchanged if c is not a valid member value.
+func withBaggage(ctx context.Context, c string) context.Context {
+	m, err := baggage.NewMemberRaw(BaggageKey, c)
+	if err != nil {
+		return ctx
+	}
+	b, err := baggage.FromContext(ctx).SetMember(m)
+	if err != nil {
+		return ctx
+	}
+	return baggage.ContextWithBaggage(ctx, b)
 }
 
 // From returns the colour of the call ctx belongs to: the outgoing colour
-// if one is set, otherwise the incoming call's, otherwise "".
+// if one is set, otherwise the incoming call's (its axon-colour metadata,
+// else its W3C baggage member axon-colour), otherwise "".
 func From(ctx context.Context) string {
 	if c := metadata.FromOutgoingContext(ctx).Get(Key); c != "" {
 		return c
 	}
-	return metadata.FromIncomingContext(ctx).Get(Key)
+	return incoming(metadata.FromIncomingContext(ctx))
+}
+
+// incoming returns the colour an incoming call carries: its axon-colour
+// metadata, else the axon-colour member of its baggage header.
+func incoming(in metadata.MD) string {
+	if c := in.Get(Key); c != "" {
+		return c
+	}
+	h := in.Get("baggage")
+	if h == "" {
+		return ""
+	}
+	b, err := baggage.Parse(h)
+	if err != nil {
+		return ""
+	}
+	return b.Member(BaggageKey).Value()
 }
 
 // Propagator is the colour interceptor's instance.
@@ -66,12 +106,22 @@ func (p *Propagator) carry(ctx context.Context) context.Context {
 			kv = append(kv, k, x)
 		}
 	}
-	if p.colour != "" && in.Get(Key) == "" {
+	// A colour that came only as a baggage member (from an OpenTelemetry
+	// client) goes on as metadata too, for routing rules and older peers.
+	colour := ""
+	if in.Get(Key) == "" {
+		colour = incoming(in)
+		if colour == "" {
+			colour = p.colour
+		}
+	}
+	if colour != "" {
 		if out == nil {
 			out = metadata.FromOutgoingContext(ctx)
 		}
 		if out.Get(Key) == "" {
-			kv = append(kv, Key, p.colour)
+			kv = append(kv, Key, colour)
+			ctx = withBaggage(ctx, colour) // sent by a tracing interceptor after this one
 		}
 	}
 	if kv == nil {

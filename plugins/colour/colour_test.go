@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"go.opentelemetry.io/otel/baggage"
+
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/config"
 	"github.com/axonrpc/axon/kernel/metadata"
@@ -44,6 +46,36 @@ func TestPropagation(t *testing.T) {
 	q.Unary(context.Background(), spec, nil, nil, next)
 	if sent.Get(colour.Key) != "canary" {
 		t.Errorf("client colour: sent %v", sent)
+	}
+}
+
+// TestBaggage: a colour travels as the W3C baggage member axon-colour too:
+// With puts it in the context's baggage (which the tracing interceptor
+// sends), and a call whose colour came only as a baggage member (from an
+// OpenTelemetry client) has that colour, carried on as metadata.
+func TestBaggage(t *testing.T) {
+	ctx := colour.With(context.Background(), "canary")
+	if got := baggage.FromContext(ctx).Member(colour.BaggageKey).Value(); got != "canary" {
+		t.Errorf("With: baggage member %q, want canary", got)
+	}
+	in := metadata.NewIncomingContext(context.Background(), metadata.New("baggage", "tenant=acme,axon-colour=blue"))
+	if got := colour.From(in); got != "blue" {
+		t.Errorf("From(incoming baggage) = %q, want blue", got)
+	}
+	var sent metadata.MD
+	var sentCtx context.Context
+	next := func(ctx context.Context, _ *kernel.Spec, _, _ any) error {
+		sent, sentCtx = metadata.FromOutgoingContext(ctx), ctx
+		return nil
+	}
+	colour.NewPropagator(colour.InterceptorConfig{Propagate: []string{colour.Key}}).Unary(in, spec, nil, nil, next)
+	if sent.Get(colour.Key) != "blue" || baggage.FromContext(sentCtx).Member(colour.BaggageKey).Value() != "blue" {
+		t.Errorf("carried %v, baggage %v; want axon-colour blue in both", sent, baggage.FromContext(sentCtx))
+	}
+	// Metadata wins over baggage.
+	both := metadata.NewIncomingContext(context.Background(), metadata.New(colour.Key, "red", "baggage", "axon-colour=blue"))
+	if got := colour.From(both); got != "red" {
+		t.Errorf("From(metadata and baggage) = %q, want red", got)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/baggage"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -22,6 +23,7 @@ import (
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/kerneltest"
 	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
+	"github.com/axonrpc/axon/plugins/colour"
 	native "github.com/axonrpc/axon/plugins/protocol-axon"
 	grpcproto "github.com/axonrpc/axon/plugins/protocol-grpc"
 	static "github.com/axonrpc/axon/plugins/registry-static"
@@ -66,6 +68,10 @@ func newFixture(t *testing.T) *fixture {
 			out := new(sv)
 			err := relay.Invoke(ctx, mEcho, in, out)
 			return out, err
+		}),
+		// Baggage answers with the baggage the handler's context has.
+		kernel.Unary("Baggage", func(ctx context.Context, _ *sv) (*sv, error) {
+			return wrapperspb.String(baggage.FromContext(ctx).String()), nil
 		}),
 		kernel.ServerStreaming("Count", func(in *sv, s kernel.ServerStreamingServer[sv]) error {
 			for i := range 3 {
@@ -195,6 +201,27 @@ func TestOneTraceAcrossHops(t *testing.T) {
 	}
 	if attr(echoServer, "network.peer.address") == "" {
 		t.Error("server span has no network.peer.address")
+	}
+}
+
+// TestBaggageCrossesHop: baggage in the caller's context (here the traffic
+// colour that colour.With puts there) reaches the handler's context on the
+// server, over the native protocol.
+func TestBaggageCrossesHop(t *testing.T) {
+	f := newFixture(t)
+	m, err := baggage.NewMember("tenant", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := baggage.New(m)
+	ctx := colour.With(baggage.ContextWithBaggage(ctxT(t), b), "canary")
+	out := new(sv)
+	if err := f.client.Invoke(ctx, "/"+svc+"/Baggage", wrapperspb.String(""), out); err != nil {
+		t.Fatal(err)
+	}
+	got, err := baggage.Parse(out.Value)
+	if err != nil || got.Member("tenant").Value() != "acme" || got.Member(colour.BaggageKey).Value() != "canary" {
+		t.Errorf("handler's baggage %q (%v), want tenant=acme and axon-colour=canary", out.Value, err)
 	}
 }
 
