@@ -101,11 +101,7 @@ type grpcServer struct {
 func (g GRPC) Serve(addr string) (Server, error) {
 	var opts []grpc.ServerOption
 	if g.TLS {
-		f, err := benchTLSFiles()
-		if err != nil {
-			return nil, err
-		}
-		conf, err := f.grpcServerTLS()
+		conf, err := serverTLS()
 		if err != nil {
 			return nil, err
 		}
@@ -144,11 +140,7 @@ func (g GRPC) Dial(addr string, _ int) (Client, error) {
 func (g GRPC) dial(addr string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if g.TLS {
-		f, err := benchTLSFiles()
-		if err != nil {
-			return nil, err
-		}
-		conf, err := f.grpcClientTLS()
+		conf, err := clientTLS(addr)
 		if err != nil {
 			return nil, err
 		}

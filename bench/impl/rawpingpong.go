@@ -33,11 +33,7 @@ func (p RawPingPong) Serve(addr string) (Server, error) {
 	if !p.TLS {
 		return listenTCP(addr, servePingPongConn)
 	}
-	f, err := benchTLSFiles()
-	if err != nil {
-		return nil, err
-	}
-	conf, err := f.grpcServerTLS()
+	conf, err := serverTLS()
 	if err != nil {
 		return nil, err
 	}
@@ -92,14 +88,10 @@ func (p RawPingPong) Dial(addr string, callers int) (Client, error) {
 	}
 	var conf *tls.Config
 	if p.TLS {
-		f, err := benchTLSFiles()
-		if err != nil {
+		var err error
+		if conf, err = clientTLS(addr); err != nil {
 			return nil, err
 		}
-		if conf, err = f.grpcClientTLS(); err != nil {
-			return nil, err
-		}
-		conf.ServerName, _, _ = net.SplitHostPort(addr)
 	}
 	cl := &ppClient{pool: make(chan *ppConn, callers), closed: make(chan struct{})}
 	for range callers {

@@ -1,20 +1,17 @@
 package impl
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/axonrpc/axon/internal/devca"
 )
 
 // The identities of the TLS impls' certificates. Both leaves are in one
@@ -81,109 +78,44 @@ func benchTLSFiles() (tlsFiles, error) {
 	return tlsFilesIn(dir), nil
 }
 
-// writeTLSFiles makes a new CA, a server leaf (tlsServerID, DNS localhost,
-// IP 127.0.0.1) and a client leaf (tlsClientID), and writes them to f.
+// writeTLSFiles makes a new CA (Axon's development CA code, in f's
+// directory), a server leaf (tlsServerID, localhost, 127.0.0.1, ::1) and a
+// client leaf (tlsClientID), and writes them to f.
 func writeTLSFiles(f tlsFiles) error {
-	ca, caKey, err := newTLSCA("axon bench CA")
+	ca, err := devca.LoadOrCreateCA(filepath.Dir(f.CA))
 	if err != nil {
+		return fmt.Errorf("bench tls: %w", err)
+	}
+	if err := writePEM(f.CA, "CERTIFICATE", ca.Cert().Raw); err != nil {
 		return err
 	}
-	srv, srvKey, err := issueTLSLeaf(ca, caKey, tlsServerID, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return err
-	}
-	cli, cliKey, err := issueTLSLeaf(ca, caKey, tlsClientID, x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		return err
-	}
-	for _, w := range []struct {
-		path string
-		typ  string
-		der  []byte
-	}{
-		{f.CA, "CERTIFICATE", ca.Raw},
-		{f.ServerCert, "CERTIFICATE", srv},
-		{f.ServerKey, "PRIVATE KEY", srvKey},
-		{f.ClientCert, "CERTIFICATE", cli},
-		{f.ClientKey, "PRIVATE KEY", cliKey},
-	} {
-		if err := os.WriteFile(w.path, pem.EncodeToMemory(&pem.Block{Type: w.typ, Bytes: w.der}), 0o600); err != nil {
+	for _, leaf := range []struct{ id, cert, key string }{{tlsServerID, f.ServerCert, f.ServerKey}, {tlsClientID, f.ClientCert, f.ClientKey}} {
+		id, err := url.Parse(leaf.id)
+		if err != nil {
 			return fmt.Errorf("bench tls: %w", err)
+		}
+		c, err := ca.Issue("127.0.0.1", id, tlsLife)
+		if err != nil {
+			return fmt.Errorf("bench tls: %s: %w", leaf.id, err)
+		}
+		key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		if err != nil {
+			return fmt.Errorf("bench tls: %s: %w", leaf.id, err)
+		}
+		if err := writePEM(leaf.cert, "CERTIFICATE", c.Certificate[0]); err != nil {
+			return err
+		}
+		if err := writePEM(leaf.key, "PRIVATE KEY", key); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// newTLSCA returns a new self-signed ECDSA P-256 CA named name.
-func newTLSCA(name string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: ca key: %w", err)
+func writePEM(path, typ string, der []byte) error {
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		return fmt.Errorf("bench tls: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: name},
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	if err := setValidity(tmpl); err != nil {
-		return nil, nil, err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: ca certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: ca certificate: %w", err)
-	}
-	return cert, key, nil
-}
-
-// issueTLSLeaf signs a new ECDSA P-256 leaf for the SPIFFE ID id with
-// extended key usage use; a server leaf also names localhost and
-// 127.0.0.1. It returns the certificate's DER and the key's PKCS #8 DER.
-func issueTLSLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, id string, use x509.ExtKeyUsage) (cert, key []byte, err error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: %s key: %w", id, err)
-	}
-	u, err := url.Parse(id)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: %w", err)
-	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: id},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{use},
-		URIs:        []*url.URL{u},
-	}
-	if use == x509.ExtKeyUsageServerAuth {
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	if err := setValidity(tmpl); err != nil {
-		return nil, nil, err
-	}
-	cert, err = x509.CreateCertificate(rand.Reader, tmpl, ca, k.Public(), caKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: %s certificate: %w", id, err)
-	}
-	key, err = x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench tls: %s key: %w", id, err)
-	}
-	return cert, key, nil
-}
-
-// setValidity gives tmpl a random serial and tlsLife from an hour ago.
-func setValidity(tmpl *x509.Certificate) error {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return fmt.Errorf("bench tls: serial: %w", err)
-	}
-	now := time.Now()
-	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = serial, now.Add(-time.Hour), now.Add(tlsLife)
 	return nil
 }
 
@@ -200,31 +132,39 @@ func (f tlsFiles) caPool() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// grpcServerTLS is the grpc-tls server's configuration: TLS 1.3, the
-// server leaf, and client certificates required and verified against the
-// CA.
-func (f tlsFiles) grpcServerTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(f.ServerCert, f.ServerKey)
-	if err != nil {
-		return nil, fmt.Errorf("bench tls: %w", err)
-	}
-	pool, err := f.caPool()
+// serverTLS is the TLS impls' server configuration (grpc-tls and
+// raw-pingpong-tls; axon-tls has Axon's own): TLS 1.3, the server leaf, and
+// client certificates required and verified against the CA.
+func serverTLS() (*tls.Config, error) {
+	conf, err := baseTLS(func(f tlsFiles) (string, string) { return f.ServerCert, f.ServerKey })
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-	}, nil
+	conf.ClientAuth, conf.ClientCAs, conf.RootCAs = tls.RequireAndVerifyClientCert, conf.RootCAs, nil
+	return conf, nil
 }
 
-// grpcClientTLS is the grpc-tls client's configuration: TLS 1.3, the
-// client leaf, and the server verified against the CA (by the host dialed,
-// 127.0.0.1, which the server leaf names).
-func (f tlsFiles) grpcClientTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
+// clientTLS is the TLS impls' client configuration for a server at addr:
+// TLS 1.3, the client leaf, and the server verified against the CA by the
+// host of addr (127.0.0.1, which the server leaf names).
+func clientTLS(addr string) (*tls.Config, error) {
+	conf, err := baseTLS(func(f tlsFiles) (string, string) { return f.ClientCert, f.ClientKey })
+	if err != nil {
+		return nil, err
+	}
+	conf.ServerName, _, _ = net.SplitHostPort(addr)
+	return conf, nil
+}
+
+// baseTLS returns a TLS 1.3 configuration with the bench leaf that pick
+// names and the bench CA as RootCAs.
+func baseTLS(pick func(tlsFiles) (cert, key string)) (*tls.Config, error) {
+	f, err := benchTLSFiles()
+	if err != nil {
+		return nil, err
+	}
+	certFile, keyFile := pick(f)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("bench tls: %w", err)
 	}
@@ -232,9 +172,5 @@ func (f tlsFiles) grpcClientTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-	}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool}, nil
 }
