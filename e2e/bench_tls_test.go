@@ -6,10 +6,7 @@ import (
 
 	"github.com/axonrpc/axon/kernel"
 	"github.com/axonrpc/axon/kernel/tlstest"
-	protocodec "github.com/axonrpc/axon/plugins/codec-proto"
 	files "github.com/axonrpc/axon/plugins/credentials-files"
-	native "github.com/axonrpc/axon/plugins/protocol-axon"
-	tcp "github.com/axonrpc/axon/plugins/transport-tcp"
 )
 
 // BenchmarkUnaryEchoTLS is BenchmarkUnaryEcho over mutual TLS 1.3: the
@@ -39,17 +36,5 @@ func newTLSClient(t testing.TB, target string, conns int, f tlstest.Files) *kern
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kernel.NewClient(kernel.ClientOptions{
-		Target:           target,
-		Transports:       map[string]kernel.Transport{"tcp": tcp.New(tcp.DefaultConfig())},
-		Protocol:         native.New(native.DefaultConfig()),
-		Codec:            protocodec.Codec{},
-		ConnsPerEndpoint: conns,
-		TLS:              &kernel.TLS{Mode: kernel.TLSMutual, Creds: creds, MinVersion: tls.VersionTLS13},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return newClientTLS(t, target, conns, &kernel.TLS{Mode: kernel.TLSMutual, Creds: creds, MinVersion: tls.VersionTLS13})
 }

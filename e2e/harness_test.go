@@ -408,12 +408,20 @@ func hostPort(addr string) string {
 // newClient returns a kernel client for target, closed when the test ends.
 func newClient(t testing.TB, target string, conns int) *kernel.Client {
 	t.Helper()
+	return newClientTLS(t, target, conns, nil)
+}
+
+// newClientTLS is newClient securing its connections with tls (plaintext
+// when nil).
+func newClientTLS(t testing.TB, target string, conns int, tls *kernel.TLS) *kernel.Client {
+	t.Helper()
 	c, err := kernel.NewClient(kernel.ClientOptions{
 		Target:           target,
 		Transports:       map[string]kernel.Transport{"tcp": tcp.New(tcp.DefaultConfig())},
 		Protocol:         native.New(native.DefaultConfig()),
 		Codec:            protocodec.Codec{},
 		ConnsPerEndpoint: conns,
+		TLS:              tls,
 	})
 	if err != nil {
 		t.Fatal(err)
